@@ -1,0 +1,177 @@
+// Pointwise math of one recurrent cell, shared by the CPU and CUDA kernels.
+//
+// Every function handles one hidden unit `j` of one batch row; the time loop
+// (csrc/cpu/recurrence_cpu.cpp) calls it for all units of all live rows.
+// The gate order and formulas are torch.nn's:
+//   LSTM  i, f, g, o              c' = f*c + i*g,  h' = o*tanh(c')
+//   GRU   r, z, n                 n = tanh(x_n + r*(W_hn h + b_hn)), h' = (1-z)*n + z*h
+//   RNN   tanh or relu            h' = act(x + W_hh h + b_hh)
+// `gx` is the row of the input projection (W_ih x + b_ih), `gh` the row of
+// the hidden projection W_hh h + b_hh; both hold kGates*H values.
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace fastrnn {
+
+// --- activations -----------------------------------------------------------
+// float uses a branch-free Cephes polynomial (1-2 ulp) that compilers
+// vectorise; libm's scalar expf/tanhf cost 20-40 ns each (PERF-NOTES.md).
+// double keeps libm: it serves gradcheck and 1e-10 comparisons, not speed.
+
+C10_HOST_DEVICE inline float fast_exp(float x) {
+  x = x < 88.3762626647949f ? x : 88.3762626647949f;  // NaN passes through
+  x = x > -87.3365447504f ? x : -87.3365447504f;
+  float fx = floorf(x * 1.44269504088896341f + 0.5f);
+  x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+  float z = x * x;
+  float y = 1.9875691500e-4f;
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.0f;
+  int32_t bits = (static_cast<int32_t>(fx) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return y * scale;
+}
+
+C10_HOST_DEVICE inline float sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
+C10_HOST_DEVICE inline double sigmoid(double x) { return 1.0 / (1.0 + ::exp(-x)); }
+
+C10_HOST_DEVICE inline float tanh_act(float x) {
+  // Small |x|: odd polynomial (1 - 2/(e^2x+1) would lose relative precision).
+  float ax = fabsf(x);
+  float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  float small = p * z * x + x;
+  float large = 1.0f - 2.0f / (fast_exp(2.0f * ax) + 1.0f);
+  large = x < 0.0f ? -large : large;
+  return ax < 0.625f ? small : large;
+}
+C10_HOST_DEVICE inline double tanh_act(double x) { return ::tanh(x); }
+
+// relu keeps NaN (x < 0 is false for NaN), as torch.relu does.
+template <typename T>
+C10_HOST_DEVICE inline T relu_act(T x) { return x < T(0) ? T(0) : x; }
+
+// --- cells -------------------------------------------------------------------
+// forward(): writes h (in place over h_prev) and, for LSTM, c; stores in
+//   `saved` (kSaved*H values per token) what backward needs.
+// backward(): `dh` holds dL/dh_t on entry and, on exit, the part of
+//   dL/dh_{t-1} that does not flow through W_hh (zero unless GRU); writes
+//   dL/d(gx) to `dgx` and dL/d(gh) to `dgh` (the same for LSTM and RNN).
+
+template <typename T>
+struct LSTMCell {
+  static constexpr int kGates = 4;
+  static constexpr int kSaved = 5;  // i f g o c
+  static constexpr bool kHasCell = true;
+  static constexpr bool kSeparateHiddenGrad = false;
+
+  C10_HOST_DEVICE static inline void forward(int64_t j, int64_t H, const T* gx,
+                                             const T* gh, T* h, T* c, T* saved) {
+    T i = sigmoid(gx[j] + gh[j]);
+    T f = sigmoid(gx[H + j] + gh[H + j]);
+    T g = tanh_act(gx[2 * H + j] + gh[2 * H + j]);
+    T o = sigmoid(gx[3 * H + j] + gh[3 * H + j]);
+    T cy = f * c[j] + i * g;
+    c[j] = cy;
+    h[j] = o * tanh_act(cy);
+    saved[j] = i;
+    saved[H + j] = f;
+    saved[2 * H + j] = g;
+    saved[3 * H + j] = o;
+    saved[4 * H + j] = cy;
+  }
+
+  // c_prev: the cell state before this token; dc: dL/dc_t in, dL/dc_{t-1} out.
+  C10_HOST_DEVICE static inline void backward(int64_t j, int64_t H, const T* saved,
+                                              const T* /*h_prev*/, const T* c_prev,
+                                              T* dh, T* dc, T* dgx, T* /*dgh*/) {
+    T i = saved[j], f = saved[H + j], g = saved[2 * H + j], o = saved[3 * H + j];
+    T tc = tanh_act(saved[4 * H + j]);
+    T dhy = dh[j];
+    T dcy = dc[j] + dhy * o * (T(1) - tc * tc);
+    dgx[j] = dcy * g * i * (T(1) - i);
+    dgx[H + j] = dcy * c_prev[j] * f * (T(1) - f);
+    dgx[2 * H + j] = dcy * i * (T(1) - g * g);
+    dgx[3 * H + j] = dhy * tc * o * (T(1) - o);
+    dc[j] = dcy * f;
+    dh[j] = T(0);
+  }
+};
+
+template <typename T>
+struct GRUCell {
+  static constexpr int kGates = 3;
+  static constexpr int kSaved = 4;  // r z n hn (hn = W_hn h + b_hn)
+  static constexpr bool kHasCell = false;
+  static constexpr bool kSeparateHiddenGrad = true;
+
+  C10_HOST_DEVICE static inline void forward(int64_t j, int64_t H, const T* gx,
+                                             const T* gh, T* h, T* /*c*/, T* saved) {
+    T r = sigmoid(gx[j] + gh[j]);
+    T z = sigmoid(gx[H + j] + gh[H + j]);
+    T hn = gh[2 * H + j];
+    T n = tanh_act(gx[2 * H + j] + r * hn);
+    h[j] = (h[j] - n) * z + n;
+    saved[j] = r;
+    saved[H + j] = z;
+    saved[2 * H + j] = n;
+    saved[3 * H + j] = hn;
+  }
+
+  C10_HOST_DEVICE static inline void backward(int64_t j, int64_t H, const T* saved,
+                                              const T* h_prev, const T* /*c_prev*/,
+                                              T* dh, T* /*dc*/, T* dgx, T* dgh) {
+    T r = saved[j], z = saved[H + j], n = saved[2 * H + j], hn = saved[3 * H + j];
+    T dhy = dh[j];
+    T dn = dhy * (T(1) - z) * (T(1) - n * n);
+    T dz = dhy * (h_prev[j] - n) * z * (T(1) - z);
+    T dr = dn * hn * r * (T(1) - r);
+    dgx[j] = dr;
+    dgx[H + j] = dz;
+    dgx[2 * H + j] = dn;
+    dgh[j] = dr;
+    dgh[H + j] = dz;
+    dgh[2 * H + j] = dn * r;
+    dh[j] = dhy * z;
+  }
+};
+
+template <typename T, bool Relu>
+struct RNNCell {
+  static constexpr int kGates = 1;
+  static constexpr int kSaved = 0;  // the output h is all backward needs
+  static constexpr bool kHasCell = false;
+  static constexpr bool kSeparateHiddenGrad = false;
+
+  C10_HOST_DEVICE static inline void forward(int64_t j, int64_t /*H*/, const T* gx,
+                                             const T* gh, T* h, T* /*c*/, T* /*saved*/) {
+    T pre = gx[j] + gh[j];
+    h[j] = Relu ? relu_act(pre) : tanh_act(pre);
+  }
+
+  // For RNN `saved` points at the token's output row h_t.
+  C10_HOST_DEVICE static inline void backward(int64_t j, int64_t /*H*/, const T* h_out,
+                                              const T* /*h_prev*/, const T* /*c_prev*/,
+                                              T* dh, T* /*dc*/, T* dgx, T* /*dgh*/) {
+    T hy = h_out[j];
+    T d = Relu ? (hy > T(0) ? dh[j] : T(0)) : dh[j] * (T(1) - hy * hy);
+    dgx[j] = d;
+    dh[j] = T(0);
+  }
+};
+
+}  // namespace fastrnn

@@ -1,0 +1,279 @@
+// The packed time loop on the CPU, forward and backward, for every cell.
+//
+// Forward, per step t: rows [0, batch_sizes[t]) are live. For each live row,
+// gh = bias_hh + h @ W_hh^T (one GEMM), then the cell's pointwise pass adds
+// the input projection, updates h (and c) in place and writes the output row
+// and the values backward needs. Rows are independent within a step, so a
+// row block runs its GEMM and pointwise pass back to back, in cache.
+// The state buffers start as h0 (c0); a row that leaves keeps its final state
+// (its h_n), and in reverse a row that joins at step t still holds h0.
+//
+// Backward walks the steps in the opposite order with dh (dc) buffers that
+// start as grad_h_n (grad_c_n): the pointwise backward of each live row, then
+// dh_prev (+)= dgh @ W_hh. grad_weight_hh and grad_bias_hh are one GEMM and one
+// reduction over all tokens after the loop.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "../cell_math.h"
+#include "../recurrence.h"
+#include "small_gemm.h"
+
+namespace fastrnn {
+namespace cpu {
+namespace {
+
+// Work (multiply-adds) below which a step runs on one thread: at::parallel_for
+// on a 16-row step costs more in fork/join than it saves (PERF-NOTES.md).
+constexpr int64_t kParallelWork = 1 << 16;
+
+// Per-step product of live rows with a weight: C = init + A @ B, B row-major
+// [K, N]. Small weights use small_gemm on raw pointers; large ones BLAS via
+// ATen, whose per-call overhead is negligible at those sizes.
+// FASTRNN_CPU_GEMM=small|blas forces one path (tests cover both).
+template <typename T>
+class StepGemm {
+ public:
+  StepGemm(const at::Tensor& B, int64_t K, int64_t N) : B_(B), K_(K), N_(N) {
+    const char* force = std::getenv("FASTRNN_CPU_GEMM");
+    if (force && std::string(force) == "small") {
+      use_blas_ = false;
+    } else if (force && std::string(force) == "blas") {
+      use_blas_ = true;
+    } else {
+      use_blas_ = K * N * static_cast<int64_t>(sizeof(T)) > (256 << 10);
+    }
+  }
+
+  bool use_blas() const { return use_blas_; }
+
+  // Rows [r0, r1) with the small kernel (called per row block).
+  void rows(int64_t r0, int64_t r1, const T* A, int64_t lda, T* C, int64_t ldc, const T* bias,
+            bool accumulate) const {
+    small_gemm_rows<T>(r0, r1, N_, K_, A, lda, B_.const_data_ptr<T>(), N_, C, ldc, bias,
+                       accumulate);
+  }
+
+  // All M rows through BLAS.
+  void blas(int64_t M, const T* A, int64_t lda, T* C, int64_t ldc, const at::Tensor& bias,
+            bool accumulate) const {
+    auto opts = B_.options();
+    at::Tensor a = at::from_blob(const_cast<T*>(A), {M, K_}, {lda, 1}, opts);
+    at::Tensor c = at::from_blob(C, {M, N_}, {ldc, 1}, opts);
+    if (accumulate) {
+      c.addmm_(a, B_);
+    } else if (bias.defined()) {
+      at::addmm_out(c, bias, a, B_);
+    } else {
+      at::mm_out(c, a, B_);
+    }
+  }
+
+ private:
+  at::Tensor B_;
+  int64_t K_, N_;
+  bool use_blas_;
+};
+
+// Runs fn(row_begin, row_end) over [0, rows), in parallel when the step has
+// enough work.
+template <typename F>
+void for_rows(int64_t rows, int64_t work_per_row, const F& fn) {
+  if (rows * work_per_row < kParallelWork || at::get_num_threads() == 1) {
+    fn(0, rows);
+  } else {
+    int64_t grain = std::max<int64_t>(1, kParallelWork / 4 / std::max<int64_t>(work_per_row, 1));
+    at::parallel_for(0, rows, grain, fn);
+  }
+}
+
+// Row `r` of the state before token (t, r): the previous step's row in the
+// packed buffer `packed` (row stride `ld`), or row r of `init` when the row
+// has no earlier token in this direction.
+template <typename T>
+const T* previous_row(const PackedSteps& steps, bool reverse, int64_t t, int64_t r,
+                      const T* packed, int64_t ld, const T* init, int64_t ld_init) {
+  const int64_t T_ = steps.steps();
+  if (!reverse && t > 0) return packed + (steps.offsets[t - 1] + r) * ld;
+  if (reverse && t + 1 < T_ && r < steps.sizes[t + 1]) return packed + (steps.offsets[t + 1] + r) * ld;
+  return init + r * ld_init;
+}
+
+template <typename T, typename Cell>
+ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_proj,
+                           const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
+                           const at::Tensor& h0, const at::Tensor& c0, bool reverse) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  const int64_t H = weight_hh.size(1), GH = G * H, N = input_proj.size(0);
+  const int64_t batch = h0.size(0), T_ = steps.steps();
+
+  at::Tensor gx_t = input_proj.contiguous();
+  at::Tensor bias_t = bias_hh.has_value() ? bias_hh->contiguous() : at::Tensor();
+  at::Tensor h = h0.contiguous().clone();
+  at::Tensor c = Cell::kHasCell ? c0.contiguous().clone() : at::Tensor();
+  at::Tensor output = at::empty({N, H}, input_proj.options());
+  at::Tensor workspace = at::empty({S > 0 ? N : 0, S * H}, input_proj.options());
+  at::Tensor gh_t = at::empty({batch, GH}, input_proj.options());
+  StepGemm<T> gemm(weight_hh.t().contiguous(), H, GH);
+
+  const T* gx = gx_t.const_data_ptr<T>();
+  const T* bias = bias_t.defined() ? bias_t.const_data_ptr<T>() : nullptr;
+  T* hp = h.data_ptr<T>();
+  T* cp = Cell::kHasCell ? c.data_ptr<T>() : nullptr;
+  T* out = output.data_ptr<T>();
+  T* saved = workspace.data_ptr<T>();
+  T* gh = gh_t.data_ptr<T>();
+
+  for (int64_t s = 0; s < T_; ++s) {
+    const int64_t t = reverse ? T_ - 1 - s : s;
+    const int64_t rows = steps.sizes[t], off = steps.offsets[t];
+    if (gemm.use_blas()) gemm.blas(rows, hp, H, gh, GH, bias_t, false);
+    for_rows(rows, GH * H, [&](int64_t r0, int64_t r1) {
+      if (!gemm.use_blas()) gemm.rows(r0, r1, hp, H, gh, GH, bias, false);
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* __restrict gx_r = gx + (off + r) * GH;
+        const T* __restrict gh_r = gh + r * GH;
+        T* __restrict h_r = hp + r * H;
+        T* __restrict c_r = cp ? cp + r * H : nullptr;
+        T* __restrict saved_r = saved + (off + r) * S * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) Cell::forward(j, H, gx_r, gh_r, h_r, c_r, saved_r);
+        std::memcpy(out + (off + r) * H, h_r, H * sizeof(T));
+      }
+    });
+  }
+  return {output, h, c, workspace};
+}
+
+template <typename T, typename Cell>
+BackwardResult backward_impl(const PackedSteps& steps, const at::Tensor& grad_output,
+                             const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
+                             const at::Tensor& weight_hh, const at::Tensor& h0,
+                             const at::Tensor& c0, const at::Tensor& output,
+                             const at::Tensor& workspace, bool reverse) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  const int64_t H = weight_hh.size(1), GH = G * H, N = output.size(0), T_ = steps.steps();
+
+  at::Tensor out_t = output.contiguous();
+  at::Tensor ws_t = workspace.contiguous();
+  at::Tensor gout_t = grad_output.contiguous();
+  at::Tensor h0_t = h0.contiguous();
+  at::Tensor c0_t = Cell::kHasCell ? c0.contiguous() : at::Tensor();
+  at::Tensor w_t = weight_hh.contiguous();
+  at::Tensor dh = grad_h_n.contiguous().clone();
+  at::Tensor dc = Cell::kHasCell ? grad_c_n.contiguous().clone() : at::Tensor();
+  at::Tensor dgx_t = at::empty({N, GH}, output.options());
+  at::Tensor dgh_t = Cell::kSeparateHiddenGrad ? at::empty({N, GH}, output.options()) : dgx_t;
+  at::Tensor h_prev_t = at::empty({N, H}, output.options());
+  StepGemm<T> gemm(w_t, GH, H);
+
+  const T* out = out_t.const_data_ptr<T>();
+  const T* ws = ws_t.const_data_ptr<T>();
+  const T* gout = gout_t.const_data_ptr<T>();
+  const T* h0p = h0_t.const_data_ptr<T>();
+  const T* c0p = Cell::kHasCell ? c0_t.const_data_ptr<T>() : nullptr;
+  T* dhp = dh.data_ptr<T>();
+  T* dcp = Cell::kHasCell ? dc.data_ptr<T>() : nullptr;
+  T* dgx = dgx_t.data_ptr<T>();
+  T* dgh = dgh_t.data_ptr<T>();
+  T* h_prev = h_prev_t.data_ptr<T>();
+
+  // h_{t-1} of every token, for the GRU backward and for grad_weight_hh.
+  for (int64_t t = 0; t < T_; ++t) {
+    for (int64_t r = 0; r < steps.sizes[t]; ++r) {
+      const T* src = previous_row(steps, reverse, t, r, out, H, h0p, H);
+      std::memcpy(h_prev + (steps.offsets[t] + r) * H, src, H * sizeof(T));
+    }
+  }
+
+  for (int64_t s = 0; s < T_; ++s) {
+    const int64_t t = reverse ? s : T_ - 1 - s;
+    const int64_t rows = steps.sizes[t], off = steps.offsets[t];
+    for_rows(rows, GH * H, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t tok = off + r;
+        const T* __restrict saved_r = S > 0 ? ws + tok * S * H : out + tok * H;
+        const T* __restrict h_prev_r = h_prev + tok * H;
+        const T* __restrict c_prev_r =
+            Cell::kHasCell ? previous_row(steps, reverse, t, r, ws + 4 * H, S * H, c0p, H)
+                           : nullptr;
+        const T* __restrict gout_r = gout + tok * H;
+        T* __restrict dh_r = dhp + r * H;
+        T* __restrict dc_r = dcp ? dcp + r * H : nullptr;
+        T* __restrict dgx_r = dgx + tok * GH;
+        T* __restrict dgh_r = dgh + tok * GH;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          dh_r[j] += gout_r[j];
+          Cell::backward(j, H, saved_r, h_prev_r, c_prev_r, dh_r, dc_r, dgx_r, dgh_r);
+        }
+      }
+      if (!gemm.use_blas()) {
+        gemm.rows(r0, r1, dgh + off * GH, GH, dhp, H, nullptr, Cell::kSeparateHiddenGrad);
+      }
+    });
+    if (gemm.use_blas()) {
+      gemm.blas(rows, dgh + off * GH, GH, dhp, H, at::Tensor(), Cell::kSeparateHiddenGrad);
+    }
+  }
+
+  at::Tensor grad_weight_hh = at::mm(dgh_t.t(), h_prev_t);
+  at::Tensor grad_bias_hh = dgh_t.sum(0);
+  return {dgx_t, grad_weight_hh, grad_bias_hh, dh, dc};
+}
+
+// Calls fn<T, Cell>() for the runtime cell kind and compute dtype.
+template <template <typename, typename> class Fn, typename... Args>
+auto dispatch(CellKind kind, at::ScalarType dtype, Args&&... args) {
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
+              "fastrnn: internal error, CPU kernels compute in float or double, got ", dtype);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    switch (kind) {
+      case CellKind::LSTM: return Fn<T, LSTMCell<T>>::run(args...);
+      case CellKind::GRU: return Fn<T, GRUCell<T>>::run(args...);
+      case CellKind::RNN_TANH: return Fn<T, RNNCell<T, false>>::run(args...);
+      default: return Fn<T, RNNCell<T, true>>::run(args...);
+    }
+  };
+  return dtype == at::kFloat ? run(float()) : run(double());
+}
+
+template <typename T, typename Cell>
+struct Forward {
+  template <typename... Args>
+  static ForwardResult run(Args&&... args) { return forward_impl<T, Cell>(args...); }
+};
+
+template <typename T, typename Cell>
+struct Backward {
+  template <typename... Args>
+  static BackwardResult run(Args&&... args) { return backward_impl<T, Cell>(args...); }
+};
+
+}  // namespace
+
+ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
+                                 const at::Tensor& input_proj, const at::Tensor& weight_hh,
+                                 const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
+                                 const at::Tensor& c0, bool reverse) {
+  return dispatch<Forward>(kind, input_proj.scalar_type(), steps, input_proj, weight_hh, bias_hh,
+                           h0, c0, reverse);
+}
+
+BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
+                                   const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                   const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
+                                   const at::Tensor& h0, const at::Tensor& c0,
+                                   const at::Tensor& output, const at::Tensor& workspace,
+                                   bool reverse) {
+  return dispatch<Backward>(kind, output.scalar_type(), steps, grad_output, grad_h_n, grad_c_n,
+                            weight_hh, h0, c0, output, workspace, reverse);
+}
+
+}  // namespace cpu
+}  // namespace fastrnn

@@ -1,0 +1,113 @@
+// Register-blocked row-major GEMM for the small per-step products of the
+// recurrence (a few to a few hundred rows times a weight that fits in cache).
+// At the AG News shape one at::mm costs ~15 us of dispatch for ~1 us of math
+// (PERF-NOTES.md), so the time loop calls this on raw pointers instead.
+//
+//   C[M, N] = (accumulate ? C : bias broadcast over rows, or 0) + A[M, K] @ B[K, N]
+//
+// Each row of C is computed by the same instruction sequence whatever the
+// row blocking or thread count, so results are bitwise reproducible.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace fastrnn {
+namespace cpu {
+
+template <typename T>
+struct SimdVec {
+  typedef T type __attribute__((vector_size(32)));
+  static constexpr int64_t kLanes = 32 / sizeof(T);
+};
+
+template <typename T>
+inline typename SimdVec<T>::type load_vec(const T* p) {
+  typename SimdVec<T>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline void store_vec(T* p, typename SimdVec<T>::type v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// Rows [m0, m0 + MR) of C, columns [n0, n0 + 2 * lanes).
+template <typename T, int MR>
+inline void gemm_tile(int64_t K, const T* __restrict A, int64_t lda,
+                      const T* __restrict B, int64_t ldb, T* __restrict C, int64_t ldc,
+                      const T* __restrict bias, bool accumulate, int64_t n0) {
+  using V = typename SimdVec<T>::type;
+  constexpr int64_t L = SimdVec<T>::kLanes;
+  V acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; ++r) {
+    if (accumulate) {
+      acc0[r] = load_vec(C + r * ldc + n0);
+      acc1[r] = load_vec(C + r * ldc + n0 + L);
+    } else if (bias) {
+      acc0[r] = load_vec(bias + n0);
+      acc1[r] = load_vec(bias + n0 + L);
+    } else {
+      acc0[r] = V{} ;
+      acc1[r] = V{};
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    V b0 = load_vec(B + k * ldb + n0);
+    V b1 = load_vec(B + k * ldb + n0 + L);
+    for (int r = 0; r < MR; ++r) {
+      T a = A[r * lda + k];
+      acc0[r] += a * b0;
+      acc1[r] += a * b1;
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    store_vec(C + r * ldc + n0, acc0[r]);
+    store_vec(C + r * ldc + n0 + L, acc1[r]);
+  }
+}
+
+// Columns [n0, N) not covered by full tiles, one row at a time.
+template <typename T>
+inline void gemm_tail_columns(int64_t K, int64_t N, const T* __restrict A, int64_t lda,
+                              const T* __restrict B, int64_t ldb, T* __restrict C,
+                              int64_t ldc, const T* __restrict bias, bool accumulate,
+                              int64_t rows, int64_t n0) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t n = n0; n < N; ++n) {
+      T acc = accumulate ? C[r * ldc + n] : (bias ? bias[n] : T(0));
+      for (int64_t k = 0; k < K; ++k) acc += A[r * lda + k] * B[k * ldb + n];
+      C[r * ldc + n] = acc;
+    }
+  }
+}
+
+template <typename T, int MR>
+inline void gemm_row_block(int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                           int64_t ldb, T* C, int64_t ldc, const T* bias, bool accumulate) {
+  constexpr int64_t NR = 2 * SimdVec<T>::kLanes;
+  int64_t n0 = 0;
+  for (; n0 + NR <= N; n0 += NR) {
+    gemm_tile<T, MR>(K, A, lda, B, ldb, C, ldc, bias, accumulate, n0);
+  }
+  gemm_tail_columns(K, N, A, lda, B, ldb, C, ldc, bias, accumulate, MR, n0);
+}
+
+// Rows [row_begin, row_end) of C.
+template <typename T>
+inline void small_gemm_rows(int64_t row_begin, int64_t row_end, int64_t N, int64_t K,
+                            const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                            int64_t ldc, const T* bias, bool accumulate) {
+  constexpr int MR = 4;
+  int64_t m = row_begin;
+  for (; m + MR <= row_end; m += MR) {
+    gemm_row_block<T, MR>(N, K, A + m * lda, lda, B, ldb, C + m * ldc, ldc, bias, accumulate);
+  }
+  for (; m < row_end; ++m) {
+    gemm_row_block<T, 1>(N, K, A + m * lda, lda, B, ldb, C + m * ldc, ldc, bias, accumulate);
+  }
+}
+
+}  // namespace cpu
+}  // namespace fastrnn

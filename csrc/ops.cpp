@@ -1,0 +1,276 @@
+// The fastrnn op schemas, their argument checks, and the CPU registrations.
+//
+// Each cell type has a forward and a backward op over one layer in one
+// direction of a packed sequence (see README.md, "The ops"):
+//   <cell>_forward(input_proj, batch_sizes, weight_hh, bias_hh?, h0, [c0,] reverse)
+//       -> (output, h_n, [c_n,] workspace)
+//   <cell>_backward(grad_output, grad_h_n, [grad_c_n,] batch_sizes, weight_hh, h0, [c0,]
+//                   output, workspace, reverse)
+//       -> (grad_input_proj, grad_weight_hh, grad_bias_hh, grad_h0, [grad_c0])
+// Autograd and fake (meta) implementations are registered in fastrnn/ops.py.
+#include <Python.h>
+#include <torch/library.h>
+
+#include "recurrence.h"
+
+namespace fastrnn {
+
+const char* cell_name(CellKind kind) {
+  switch (kind) {
+    case CellKind::LSTM: return "lstm";
+    case CellKind::GRU: return "gru";
+    case CellKind::RNN_TANH: return "rnn_tanh";
+    default: return "rnn_relu";
+  }
+}
+
+PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64_t total_tokens) {
+  TORCH_CHECK(batch_sizes.device().is_cpu() && batch_sizes.scalar_type() == at::kLong &&
+                  batch_sizes.dim() == 1,
+              "fastrnn: batch_sizes must be a 1-D int64 tensor on the CPU (as in PackedSequence), "
+              "got ", batch_sizes.dim(), "-D ", batch_sizes.scalar_type(), " on ",
+              batch_sizes.device());
+  at::Tensor sizes_tensor = batch_sizes.contiguous();
+  const int64_t* sizes = sizes_tensor.const_data_ptr<int64_t>();
+  const int64_t steps = sizes_tensor.numel();
+  PackedSteps out;
+  out.sizes.assign(sizes, sizes + steps);
+  out.offsets.resize(steps);
+  int64_t total = 0;
+  for (int64_t t = 0; t < steps; ++t) {
+    TORCH_CHECK(sizes[t] >= 1 && sizes[t] <= batch,
+                "fastrnn: batch_sizes[", t, "] = ", sizes[t], " is out of range: every entry must be "
+                "in [1, batch] where batch = h0.size(0) = ", batch);
+    TORCH_CHECK(t == 0 || sizes[t] <= sizes[t - 1],
+                "fastrnn: batch_sizes must be non-increasing, but batch_sizes[", t, "] = ", sizes[t],
+                " > batch_sizes[", t - 1, "] = ", sizes[t - 1]);
+    out.offsets[t] = total;
+    total += sizes[t];
+  }
+  TORCH_CHECK(steps == 0 || sizes[0] == batch,
+              "fastrnn: batch_sizes[0] = ", steps ? sizes[0] : 0,
+              " must equal the batch size h0.size(0) = ", batch);
+  TORCH_CHECK(total == total_tokens, "fastrnn: batch_sizes sum to ", total,
+              " but input_proj has ", total_tokens, " rows (one per token)");
+  return out;
+}
+
+namespace {
+
+void check_floating(const at::Tensor& t, const char* name) {
+  auto dtype = t.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16 ||
+                  dtype == at::kHalf,
+              "fastrnn: ", name, " must be float32, float64, bfloat16 or float16, got ", dtype);
+}
+
+void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef expected,
+                 const char* meaning) {
+  TORCH_CHECK(t.sizes() == expected, "fastrnn: ", name, " must have shape ", expected, " (",
+              meaning, "), got ", t.sizes());
+}
+
+void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref) {
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "fastrnn: ", name, " must have dtype ",
+              ref.scalar_type(), " (that of weight_hh), got ", t.scalar_type());
+  TORCH_CHECK(t.device() == ref.device(), "fastrnn: ", name, " must be on ", ref.device(),
+              " (the device of weight_hh), got ", t.device());
+}
+
+}  // namespace
+
+PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
+                               const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
+                               const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
+                               const at::Tensor* c0) {
+  const int64_t G = gate_count(kind);
+  check_floating(weight_hh, "weight_hh");
+  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
+              "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
+              "*hidden_size, hidden_size], got ", weight_hh.sizes());
+  const int64_t H = weight_hh.size(1);
+  TORCH_CHECK(h0.dim() == 2, "fastrnn: h0 must have shape [batch, hidden_size=", H, "], got ",
+              h0.sizes());
+  const int64_t batch = h0.size(0);
+  check_like(input_proj, "input_proj", weight_hh);
+  TORCH_CHECK(input_proj.dim() == 2 && input_proj.size(1) == G * H,
+              "fastrnn: input_proj must have shape [total_tokens, ", G * H, "] (", G,
+              " gates * hidden_size ", H, "), got ", input_proj.sizes());
+  if (bias_hh.has_value()) {
+    check_like(*bias_hh, "bias_hh", weight_hh);
+    check_shape(*bias_hh, "bias_hh", {G * H}, "gates * hidden_size");
+  }
+  check_like(h0, "h0", weight_hh);
+  check_shape(h0, "h0", {batch, H}, "batch, hidden_size");
+  if (c0) {
+    check_like(*c0, "c0", weight_hh);
+    check_shape(*c0, "c0", {batch, H}, "the shape of h0: batch, hidden_size");
+  }
+  return read_batch_sizes(batch_sizes, batch, input_proj.size(0));
+}
+
+PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
+                                const at::Tensor& grad_h_n, const at::Tensor* grad_c_n,
+                                const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
+                                const at::Tensor& h0, const at::Tensor* c0,
+                                const at::Tensor& output, const at::Tensor& workspace) {
+  const int64_t G = gate_count(kind);
+  check_floating(weight_hh, "weight_hh");
+  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
+              "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
+              "*hidden_size, hidden_size], got ", weight_hh.sizes());
+  const int64_t H = weight_hh.size(1);
+  TORCH_CHECK(h0.dim() == 2, "fastrnn: h0 must have shape [batch, hidden_size], got ", h0.sizes());
+  const int64_t batch = h0.size(0);
+  check_like(h0, "h0", weight_hh);
+  check_shape(h0, "h0", {batch, H}, "batch, hidden_size");
+  check_like(output, "output", weight_hh);
+  TORCH_CHECK(output.dim() == 2, "fastrnn: output must have shape [total_tokens, ", H, "], got ",
+              output.sizes());
+  const int64_t N = output.size(0);
+  check_shape(output, "output", {N, H}, "total_tokens, hidden_size");
+  check_like(grad_output, "grad_output", weight_hh);
+  check_shape(grad_output, "grad_output", {N, H}, "the shape of output");
+  check_like(grad_h_n, "grad_h_n", weight_hh);
+  check_shape(grad_h_n, "grad_h_n", {batch, H}, "the shape of h0");
+  if (c0) {
+    check_like(*c0, "c0", weight_hh);
+    check_shape(*c0, "c0", {batch, H}, "the shape of h0");
+    check_like(*grad_c_n, "grad_c_n", weight_hh);
+    check_shape(*grad_c_n, "grad_c_n", {batch, H}, "the shape of h0");
+  }
+  const int64_t S = saved_count(kind);
+  TORCH_CHECK(workspace.device() == weight_hh.device(), "fastrnn: workspace must be on ",
+              weight_hh.device());
+  if (S > 0) {
+    check_shape(workspace, "workspace", {N, S * H}, "as returned by the forward op");
+  }
+  return read_batch_sizes(batch_sizes, batch, N);
+}
+
+namespace {
+
+// The CPU kernels compute in float for reduced-precision inputs; the
+// workspace stays in float, outputs and gradients return in the input dtype.
+at::Tensor compute_dtype(const at::Tensor& t) {
+  auto dtype = t.scalar_type();
+  return (dtype == at::kBFloat16 || dtype == at::kHalf) ? t.to(at::kFloat) : t;
+}
+
+at::Tensor opt_compute_dtype(const c10::optional<at::Tensor>& t) {
+  return t.has_value() ? compute_dtype(*t) : at::Tensor();
+}
+
+template <CellKind kind>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cpu_impl(
+    const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
+    const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, const at::Tensor* c0,
+    bool reverse) {
+  PackedSteps steps = check_forward_args(kind, input_proj, batch_sizes, weight_hh, bias_hh, h0, c0);
+  at::Tensor bias = opt_compute_dtype(bias_hh);
+  ForwardResult r = cpu::recurrence_forward(
+      kind, steps, compute_dtype(input_proj), compute_dtype(weight_hh),
+      bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt, compute_dtype(h0),
+      c0 ? compute_dtype(*c0) : at::Tensor(), reverse);
+  auto dtype = weight_hh.scalar_type();
+  return {r.output.to(dtype), r.h_n.to(dtype), r.c_n.defined() ? r.c_n.to(dtype) : r.c_n,
+          r.workspace};
+}
+
+template <CellKind kind>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu_impl(
+    const at::Tensor& grad_output, const at::Tensor& grad_h_n, const at::Tensor* grad_c_n,
+    const at::Tensor& batch_sizes, const at::Tensor& weight_hh, const at::Tensor& h0,
+    const at::Tensor* c0, const at::Tensor& output, const at::Tensor& workspace, bool reverse) {
+  PackedSteps steps = check_backward_args(kind, grad_output, grad_h_n, grad_c_n, batch_sizes,
+                                          weight_hh, h0, c0, output, workspace);
+  BackwardResult r = cpu::recurrence_backward(
+      kind, steps, compute_dtype(grad_output), compute_dtype(grad_h_n),
+      grad_c_n ? compute_dtype(*grad_c_n) : at::Tensor(), compute_dtype(weight_hh),
+      compute_dtype(h0), c0 ? compute_dtype(*c0) : at::Tensor(), compute_dtype(output),
+      workspace, reverse);
+  auto dtype = weight_hh.scalar_type();
+  return {r.grad_input_proj.to(dtype), r.grad_weight_hh.to(dtype), r.grad_bias_hh.to(dtype),
+          r.grad_h0.to(dtype), r.grad_c0.defined() ? r.grad_c0.to(dtype) : r.grad_c0};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_cpu(
+    const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
+    const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, const at::Tensor& c0,
+    bool reverse) {
+  return forward_cpu_impl<CellKind::LSTM>(input_proj, batch_sizes, weight_hh, bias_hh, h0, &c0,
+                                          reverse);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
+    const at::Tensor& batch_sizes, const at::Tensor& weight_hh, const at::Tensor& h0,
+    const at::Tensor& c0, const at::Tensor& output, const at::Tensor& workspace, bool reverse) {
+  return backward_cpu_impl<CellKind::LSTM>(grad_output, grad_h_n, &grad_c_n, batch_sizes,
+                                           weight_hh, h0, &c0, output, workspace, reverse);
+}
+
+// GRU and RNN ops: no cell state.
+template <CellKind kind>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_no_cell_cpu(
+    const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
+    const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, bool reverse) {
+  auto r = forward_cpu_impl<kind>(input_proj, batch_sizes, weight_hh, bias_hh, h0, nullptr,
+                                  reverse);
+  return {std::get<0>(r), std::get<1>(r), std::get<3>(r)};
+}
+
+template <CellKind kind>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_no_cell_cpu(
+    const at::Tensor& grad_output, const at::Tensor& grad_h_n, const at::Tensor& batch_sizes,
+    const at::Tensor& weight_hh, const at::Tensor& h0, const at::Tensor& output,
+    const at::Tensor& workspace, bool reverse) {
+  auto r = backward_cpu_impl<kind>(grad_output, grad_h_n, nullptr, batch_sizes, weight_hh, h0,
+                                   nullptr, output, workspace, reverse);
+  return {std::get<0>(r), std::get<1>(r), std::get<2>(r), std::get<3>(r)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(fastrnn, m) {
+  m.def(
+      "lstm_forward(Tensor input_proj, Tensor batch_sizes, Tensor weight_hh, Tensor? bias_hh, "
+      "Tensor h0, Tensor c0, bool reverse) -> (Tensor output, Tensor h_n, Tensor c_n, "
+      "Tensor workspace)");
+  m.def(
+      "lstm_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_c_n, Tensor batch_sizes, "
+      "Tensor weight_hh, Tensor h0, Tensor c0, Tensor output, Tensor workspace, bool reverse) "
+      "-> (Tensor grad_input_proj, Tensor grad_weight_hh, Tensor grad_bias_hh, Tensor grad_h0, "
+      "Tensor grad_c0)");
+  for (const char* cell : {"gru", "rnn_tanh", "rnn_relu"}) {
+    const std::string forward = std::string(cell) +
+        "_forward(Tensor input_proj, Tensor batch_sizes, Tensor weight_hh, Tensor? bias_hh, "
+        "Tensor h0, bool reverse) -> (Tensor output, Tensor h_n, Tensor workspace)";
+    const std::string backward = std::string(cell) +
+        "_backward(Tensor grad_output, Tensor grad_h_n, Tensor batch_sizes, Tensor weight_hh, "
+        "Tensor h0, Tensor output, Tensor workspace, bool reverse) -> (Tensor grad_input_proj, "
+        "Tensor grad_weight_hh, Tensor grad_bias_hh, Tensor grad_h0)";
+    m.def(forward.c_str());
+    m.def(backward.c_str());
+  }
+}
+
+TORCH_LIBRARY_IMPL(fastrnn, CPU, m) {
+  m.impl("lstm_forward", &lstm_forward_cpu);
+  m.impl("lstm_backward", &lstm_backward_cpu);
+  m.impl("gru_forward", &forward_no_cell_cpu<CellKind::GRU>);
+  m.impl("gru_backward", &backward_no_cell_cpu<CellKind::GRU>);
+  m.impl("rnn_tanh_forward", &forward_no_cell_cpu<CellKind::RNN_TANH>);
+  m.impl("rnn_tanh_backward", &backward_no_cell_cpu<CellKind::RNN_TANH>);
+  m.impl("rnn_relu_forward", &forward_no_cell_cpu<CellKind::RNN_RELU>);
+  m.impl("rnn_relu_backward", &backward_no_cell_cpu<CellKind::RNN_RELU>);
+}
+
+}  // namespace fastrnn
+
+// An empty Python module so that `import fastrnn._C` loads the library and
+// runs the registrations above (the pattern of pytorch/extension-cpp).
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}

@@ -1,0 +1,86 @@
+// Declarations shared by the op schemas (ops.cpp) and the CPU/CUDA kernels.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace fastrnn {
+
+enum class CellKind { LSTM, GRU, RNN_TANH, RNN_RELU };
+
+// Number of gate blocks (G) of a cell: input_proj and weight_hh have G*H rows/columns.
+inline int64_t gate_count(CellKind kind) {
+  switch (kind) {
+    case CellKind::LSTM: return 4;
+    case CellKind::GRU: return 3;
+    default: return 1;
+  }
+}
+
+// Values per hidden unit and token that forward saves for backward.
+inline int64_t saved_count(CellKind kind) {
+  switch (kind) {
+    case CellKind::LSTM: return 5;  // i f g o c
+    case CellKind::GRU: return 4;   // r z n (W_hn h + b_hn)
+    default: return 0;              // backward reuses the output h
+  }
+}
+
+const char* cell_name(CellKind kind);
+
+// The time structure of a packed sequence: steps, live rows per step, and the
+// offset of each step's first token in the packed layout.
+struct PackedSteps {
+  std::vector<int64_t> sizes;
+  std::vector<int64_t> offsets;
+  int64_t steps() const { return static_cast<int64_t>(sizes.size()); }
+};
+
+// Validates batch_sizes (1-D int64 on the CPU, every entry in [1, batch],
+// non-increasing, first == batch, summing to total_tokens) and returns them.
+PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64_t total_tokens);
+
+// Argument checks of the forward ops; `c0` only for LSTM. Returns the steps.
+PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
+                               const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
+                               const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
+                               const at::Tensor* c0);
+
+// Argument checks of the backward ops (`grad_c_n`, `c0` only for LSTM).
+PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
+                                const at::Tensor& grad_h_n, const at::Tensor* grad_c_n,
+                                const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
+                                const at::Tensor& h0, const at::Tensor* c0,
+                                const at::Tensor& output, const at::Tensor& workspace);
+
+// Results of one forward pass; c_n is undefined unless LSTM.
+struct ForwardResult {
+  at::Tensor output, h_n, c_n, workspace;
+};
+
+// Results of one backward pass; grad_c0 is undefined unless LSTM.
+struct BackwardResult {
+  at::Tensor grad_input_proj, grad_weight_hh, grad_bias_hh, grad_h0, grad_c0;
+};
+
+namespace cpu {
+
+ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
+                                 const at::Tensor& input_proj, const at::Tensor& weight_hh,
+                                 const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
+                                 const at::Tensor& c0, bool reverse);
+
+BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
+                                   const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                   const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
+                                   const at::Tensor& h0, const at::Tensor& c0,
+                                   const at::Tensor& output, const at::Tensor& workspace,
+                                   bool reverse);
+
+}  // namespace cpu
+}  // namespace fastrnn

@@ -1,0 +1,144 @@
+"""The fused recurrence ops: typed Python functions, fake (meta) kernels and autograd.
+
+Each op runs one layer in one direction over a packed sequence. The caller
+computes the input projection of every token with one matmul beforehand
+(``input_proj = x_packed @ weight_ih.T + bias_ih``, shape ``[total_tokens, G*H]``
+with G = 4 for LSTM, 3 for GRU, 1 for RNN) and passes the ``batch_sizes`` of the
+PackedSequence (a CPU int64 tensor; a padded batch of B rows and T steps is
+``batch_sizes = [B] * T``). At step t only the first ``batch_sizes[t]`` rows are
+live; ``reverse=True`` runs the steps from last to first, each row starting
+from ``h0`` at its own last token.
+
+The C++ kernels are registered as ``torch.ops.fastrnn.<cell>_forward`` and
+``<cell>_backward``; this module gives them fake implementations (for
+``torch.compile`` and ``torch.library.opcheck``) and autograd formulas, as in
+pytorch/extension-cpp.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from . import _C  # noqa: F401  (loads the library: registers torch.ops.fastrnn.*)
+
+__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "CELLS"]
+
+# cell name -> (gates G, saved values per hidden unit, has a cell state c)
+CELLS = {
+    "lstm": (4, 5, True),
+    "gru": (3, 4, False),
+    "rnn_tanh": (1, 0, False),
+    "rnn_relu": (1, 0, False),
+}
+
+
+def lstm(
+    input_proj: Tensor,
+    batch_sizes: Tensor,
+    weight_hh: Tensor,
+    bias_hh: Optional[Tensor],
+    h0: Tensor,
+    c0: Tensor,
+    reverse: bool = False,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """LSTM recurrence over a packed sequence. Returns ``(output, h_n, c_n)``;
+    ``output`` is ``[total_tokens, H]`` in the packed layout of ``input_proj``."""
+    output, h_n, c_n, _ = torch.ops.fastrnn.lstm_forward.default(
+        input_proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse
+    )
+    return output, h_n, c_n
+
+
+def _no_cell_op(cell: str):
+    forward_op = getattr(torch.ops.fastrnn, f"{cell}_forward").default
+
+    def run(
+        input_proj: Tensor,
+        batch_sizes: Tensor,
+        weight_hh: Tensor,
+        bias_hh: Optional[Tensor],
+        h0: Tensor,
+        reverse: bool = False,
+    ) -> Tuple[Tensor, Tensor]:
+        output, h_n, _ = forward_op(input_proj, batch_sizes, weight_hh, bias_hh, h0, reverse)
+        return output, h_n
+
+    run.__name__ = run.__qualname__ = cell
+    run.__doc__ = (
+        f"{cell} recurrence over a packed sequence. Returns ``(output, h_n)``; "
+        "``output`` is ``[total_tokens, H]`` in the packed layout of ``input_proj``."
+    )
+    return run
+
+
+gru = _no_cell_op("gru")
+rnn_tanh = _no_cell_op("rnn_tanh")
+rnn_relu = _no_cell_op("rnn_relu")
+
+
+def _workspace_dtype(dtype: torch.dtype) -> torch.dtype:
+    # Reduced-precision inputs are computed (and saved for backward) in float32.
+    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+
+
+def _register(cell: str) -> None:
+    _, saved, has_cell = CELLS[cell]
+    forward_name = f"fastrnn::{cell}_forward"
+    backward_op = getattr(torch.ops.fastrnn, f"{cell}_backward").default
+
+    @torch.library.register_fake(forward_name)
+    def _(input_proj, batch_sizes, weight_hh, bias_hh, h0, *rest):
+        tokens, hidden = input_proj.shape[0], weight_hh.shape[1]
+        output = input_proj.new_empty((tokens, hidden))
+        workspace = input_proj.new_empty(
+            (tokens if saved else 0, saved * hidden), dtype=_workspace_dtype(input_proj.dtype)
+        )
+        states = [torch.empty_like(h0) for _ in range(2 if has_cell else 1)]
+        return (output, *states, workspace)
+
+    @torch.library.register_fake(f"fastrnn::{cell}_backward")
+    def _(grad_output, grad_h_n, *rest):
+        weight_hh, h0 = (rest[2], rest[3]) if has_cell else (rest[1], rest[2])
+        tokens = grad_output.shape[0]
+        grads = [
+            weight_hh.new_empty((tokens, weight_hh.shape[0])),
+            torch.empty_like(weight_hh),
+            weight_hh.new_empty((weight_hh.shape[0],)),
+            torch.empty_like(h0),
+        ]
+        if has_cell:
+            grads.append(torch.empty_like(h0))
+        return tuple(grads)
+
+    def setup_context(ctx, inputs, output):
+        input_proj, batch_sizes, weight_hh, bias_hh, h0 = inputs[:5]
+        c0 = inputs[5] if has_cell else None
+        ctx.reverse = inputs[-1]
+        ctx.has_bias = bias_hh is not None
+        out, workspace = output[0], output[-1]
+        saved_states = (h0, c0) if has_cell else (h0,)
+        ctx.save_for_backward(batch_sizes, weight_hh, *saved_states, out, workspace)
+
+    def backward(ctx, *grads):
+        batch_sizes, weight_hh, *states, out, workspace = ctx.saved_tensors
+        grad_output, grad_h_n = grads[0], grads[1]
+        grad_output = torch.zeros_like(out) if grad_output is None else grad_output
+        grad_h_n = torch.zeros_like(states[0]) if grad_h_n is None else grad_h_n
+        if has_cell:
+            grad_c_n = torch.zeros_like(states[1]) if grads[2] is None else grads[2]
+            gi, gw, gb, gh0, gc0 = backward_op(
+                grad_output.contiguous(), grad_h_n.contiguous(), grad_c_n.contiguous(),
+                batch_sizes, weight_hh, states[0], states[1], out, workspace, ctx.reverse,
+            )
+            return gi, None, gw, gb if ctx.has_bias else None, gh0, gc0, None
+        gi, gw, gb, gh0 = backward_op(
+            grad_output.contiguous(), grad_h_n.contiguous(),
+            batch_sizes, weight_hh, states[0], out, workspace, ctx.reverse,
+        )
+        return gi, None, gw, gb if ctx.has_bias else None, gh0, None
+
+    torch.library.register_autograd(forward_name, backward, setup_context=setup_context)
+
+
+for _cell in CELLS:
+    _register(_cell)
