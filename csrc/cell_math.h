@@ -24,9 +24,12 @@ namespace fastrnn {
 // double keeps libm: it serves gradcheck and 1e-10 comparisons, not speed.
 
 C10_HOST_DEVICE inline float fast_exp(float x) {
-  x = x < 88.3762626647949f ? x : 88.3762626647949f;  // NaN passes through
-  x = x > -87.3365447504f ? x : -87.3365447504f;
-  float fx = floorf(x * 1.44269504088896341f + 0.5f);
+  // Clamp so that 2^n stays a normal float; written so that NaN passes through.
+  x = x > 88.3762626647949f ? 88.3762626647949f : x;
+  x = x < -87.3365447504f ? -87.3365447504f : x;
+  // n = round(x / ln 2) by the 1.5 * 2^23 trick (floorf does not vectorise).
+  const float magic = 12582912.0f;
+  float fx = (x * 1.44269504088896341f + magic) - magic;
   x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
   float z = x * x;
   float y = 1.9875691500e-4f;
