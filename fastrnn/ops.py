@@ -88,7 +88,23 @@ def _register(cell: str) -> None:
 
     @torch.library.register_fake(forward_name)
     def _(input_proj, batch_sizes, weight_hh, bias_hh, h0, *rest):
+        torch._check(
+            batch_sizes.device.type == "cpu" or input_proj.device.type == "meta",
+            lambda: "fastrnn: batch_sizes must be a 1-D int64 tensor on the CPU "
+            f"(as in PackedSequence), got one on {batch_sizes.device}",
+        )
+        gates = CELLS[cell][0]
+        torch._check(
+            weight_hh.dim() == 2 and weight_hh.shape[0] == gates * weight_hh.shape[1],
+            lambda: f"fastrnn: weight_hh of {cell} must have shape [{gates}*hidden_size, "
+            f"hidden_size], got {list(weight_hh.shape)}",
+        )
         tokens, hidden = input_proj.shape[0], weight_hh.shape[1]
+        torch._check(
+            input_proj.dim() == 2 and input_proj.shape[1] == gates * hidden,
+            lambda: f"fastrnn: input_proj must have shape [total_tokens, {gates * hidden}], "
+            f"got {list(input_proj.shape)}",
+        )
         output = input_proj.new_empty((tokens, hidden))
         workspace = input_proj.new_empty(
             (tokens if saved else 0, saved * hidden), dtype=_workspace_dtype(input_proj.dtype)
@@ -111,6 +127,8 @@ def _register(cell: str) -> None:
         return tuple(grads)
 
     def setup_context(ctx, inputs, output):
+        # Unused outputs (always the workspace) get None, not a materialised zero tensor.
+        ctx.set_materialize_grads(False)
         input_proj, batch_sizes, weight_hh, bias_hh, h0 = inputs[:5]
         c0 = inputs[5] if has_cell else None
         ctx.reverse = inputs[-1]

@@ -27,9 +27,9 @@ namespace fastrnn {
 namespace cpu {
 namespace {
 
-// Work (multiply-adds) below which a step runs on one thread: at::parallel_for
+// Work (multiply-adds, ~30 us) below which a step runs on one thread: at::parallel_for
 // on a 16-row step costs more in fork/join than it saves (PERF-NOTES.md).
-constexpr int64_t kParallelWork = 1 << 16;
+constexpr int64_t kParallelWork = 1 << 20;
 
 // Per-step product of live rows with a weight: C = init + A @ B, B row-major
 // [K, N]. Small weights use small_gemm on raw pointers; large ones BLAS via
