@@ -1,0 +1,174 @@
+"""fastrnn vs torch.nn on the CPU, in one run, with torch.utils.benchmark.
+
+    python benchmarks/bench_cpu.py [--shapes agnews large] [--json results.json]
+
+Rows, float32, forward alone and forward+backward, each timed as a median:
+- layer: one layer in one direction; fastrnn = pack + input projection + fused op,
+  torch = torch.nn.<Cell> (1 layer) on the same batch, packed and padded;
+- module: fastrnn.<Cell> vs torch.nn.<Cell>, 2 layers, bidirectional (when the
+  fastrnn modules are available).
+Shapes: agnews = batch 16, input 64, hidden 32; large = batch 64, input 512, hidden 512;
+lengths drawn from real AG News rows (../shared/data/ag_news/test.csv).
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+
+import torch
+import torch.utils.benchmark as benchmark
+from torch.nn.utils.rnn import pack_padded_sequence
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fastrnn  # noqa: E402
+from agnews_lengths import agnews_lengths, sample_lengths  # noqa: E402
+
+SHAPES = {
+    "agnews": dict(batch=16, input_size=64, hidden_size=32),
+    "large": dict(batch=64, input_size=512, hidden_size=512),
+}
+TORCH_CLASSES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN}
+
+
+def layer_case(cell, impl, layout, x, lengths, module, backward):
+    """A callable running one layer-direction; `impl` is 'fastrnn' or 'torch'."""
+    batch, hidden = x.shape[1], module.hidden_size
+    h0 = torch.zeros(batch, hidden)
+
+    def fastrnn_run():
+        if layout == "packed":
+            packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+            data, batch_sizes = packed.data, packed.batch_sizes
+        else:
+            data = x.reshape(-1, x.shape[2])
+            batch_sizes = torch.full((x.shape[0],), batch, dtype=torch.int64)
+        proj = torch.addmm(module.bias_ih_l0, data, module.weight_ih_l0.t())
+        if cell == "lstm":
+            out = fastrnn.lstm(proj, batch_sizes, module.weight_hh_l0, module.bias_hh_l0, h0, h0)
+        else:
+            out = getattr(fastrnn, cell)(proj, batch_sizes, module.weight_hh_l0,
+                                         module.bias_hh_l0, h0)
+        return out[0]
+
+    def torch_run():
+        if layout == "packed":
+            return module(pack_padded_sequence(x, lengths, enforce_sorted=False))[0].data
+        return module(x)[0]
+
+    return with_backward(fastrnn_run if impl == "fastrnn" else torch_run, backward)
+
+
+def module_case(impl, layout, x, lengths, module, backward):
+    def run():
+        if layout == "packed":
+            return module(pack_padded_sequence(x, lengths, enforce_sorted=False))[0].data
+        return module(x)[0]
+
+    return with_backward(run, backward)
+
+
+def with_backward(fn, backward):
+    if not backward:
+        def forward_only():
+            with torch.no_grad():
+                fn()
+        return forward_only
+
+    def forward_backward():
+        fn().sum().backward()
+    return forward_backward
+
+
+def median_ms(fn, min_run_time):
+    fn()  # warm-up
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn})
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def run(shapes, cells, levels, min_run_time, seed=0):
+    population = agnews_lengths()
+    results = []
+    for shape in shapes:
+        cfg = SHAPES[shape]
+        gen = torch.Generator().manual_seed(seed)
+        lengths = sample_lengths(cfg["batch"], population, gen)
+        x = torch.randn(int(lengths.max()), cfg["batch"], cfg["input_size"], generator=gen)
+        for cell in cells:
+            for level in levels:
+                kwargs = dict(num_layers=2, bidirectional=True) if level == "module" else {}
+                extra = {"nonlinearity": "tanh"} if cell == "rnn_tanh" else {}
+                torch.manual_seed(seed)
+                ref = TORCH_CLASSES[cell](cfg["input_size"], cfg["hidden_size"], **kwargs, **extra)
+                ours = None
+                if level == "module":
+                    ours = getattr(fastrnn, TORCH_CLASSES[cell].__name__)(
+                        cfg["input_size"], cfg["hidden_size"], **kwargs, **extra)
+                    ours.load_state_dict(ref.state_dict())
+                for backward in (False, True):
+                    row = dict(shape=shape, cell=cell, level=level,
+                               pass_="forward+backward" if backward else "forward",
+                               tokens=int(lengths.sum()), steps=int(lengths.max()))
+                    for impl in ("fastrnn", "torch"):
+                        for layout in ("packed", "padded"):
+                            if level == "layer":
+                                fn = layer_case(cell, impl, layout, x, lengths, ref, backward)
+                            else:
+                                module = ours if impl == "fastrnn" else ref
+                                fn = module_case(impl, layout, x, lengths, module, backward)
+                            row[f"{impl}_{layout}_ms"] = median_ms(fn, min_run_time)
+                    row["speedup_vs_torch_packed"] = row["torch_packed_ms"] / row["fastrnn_packed_ms"]
+                    row["speedup_vs_torch_padded"] = row["torch_padded_ms"] / row["fastrnn_packed_ms"]
+                    results.append(row)
+                    print_row(row)
+    return results
+
+
+HEADER = ("| shape | cell | level | pass | fastrnn packed | fastrnn padded | torch packed "
+          "| torch padded | vs torch packed | vs torch padded |")
+
+
+def print_row(row):
+    print(f"| {row['shape']} | {row['cell']} | {row['level']} | {row['pass_']} "
+          f"| {row['fastrnn_packed_ms']:.3f} | {row['fastrnn_padded_ms']:.3f} "
+          f"| {row['torch_packed_ms']:.3f} | {row['torch_padded_ms']:.3f} "
+          f"| {row['speedup_vs_torch_packed']:.1f}x | {row['speedup_vs_torch_padded']:.2f}x |",
+          flush=True)
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return dict(cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(),
+                torch=torch.__version__, python=platform.python_version())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--cells", nargs="+", default=list(TORCH_CLASSES),
+                        choices=list(TORCH_CLASSES))
+    parser.add_argument("--levels", nargs="+", default=["layer", "module"],
+                        choices=["layer", "module"])
+    parser.add_argument("--min-run-time", type=float, default=0.5)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    if "module" in args.levels and not hasattr(fastrnn, "LSTM"):
+        args.levels = [lvl for lvl in args.levels if lvl != "module"]
+    info = machine()
+    print(f"machine: {info}")
+    print("times in ms (median); speed-ups are torch time / fastrnn packed time")
+    print(HEADER)
+    print("|---" * 10 + "|")
+    results = run(args.shapes, args.cells, args.levels, args.min_run_time)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(machine=info, results=results), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
