@@ -1,6 +1,13 @@
-"""fastrnn: fused packed-sequence LSTM, GRU and Elman RNN kernels for PyTorch."""
-from . import ops
+"""fastrnn: fused packed-sequence LSTM, GRU and Elman RNN kernels for PyTorch.
+
+    fastrnn.LSTM / GRU / RNN       drop-in torch.nn modules
+    fastrnn.convert(model)         swap torch.nn recurrent layers for fastrnn's (to_torch: back)
+    fastrnn.lstm / gru / rnn_tanh / rnn_relu   the fused one-layer ops (fastrnn.ops)
+"""
+from . import functional, ops
+from .modules import GRU, LSTM, RNN, convert, to_torch
 from .ops import gru, lstm, rnn_relu, rnn_tanh
 
-__all__ = ["ops", "lstm", "gru", "rnn_tanh", "rnn_relu"]
+__all__ = ["LSTM", "GRU", "RNN", "convert", "to_torch", "ops", "functional",
+           "lstm", "gru", "rnn_tanh", "rnn_relu"]
 __version__ = "0.1.0"

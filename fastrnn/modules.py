@@ -1,0 +1,255 @@
+"""Drop-in replacements for torch.nn.LSTM, torch.nn.GRU and torch.nn.RNN.
+
+They are ``torch.nn.RNNBase`` modules (the base class of torch's own), so the
+constructor, argument validation, parameters and their names, initialisation,
+``state_dict``, ``all_weights``, ``extra_repr`` and pickling are torch's. Only
+``forward`` differs: the recurrence runs through fastrnn's fused ops.
+They deliberately do not subclass torch.nn.LSTM/GRU/RNN: torch.compile refuses
+to trace those classes, and traces these without a graph break.
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor, _VF, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from .functional import rnn_stack
+
+__all__ = ["LSTM", "GRU", "RNN", "convert", "to_torch"]
+
+
+class _FusedRNNBase(nn.RNNBase):
+    """forward() shared by the three modules; torch.nn's input handling, fastrnn's math."""
+
+    def flatten_parameters(self) -> None:
+        # cuDNN's flat weight buffer is never used by fastrnn.
+        return None
+
+    def _hidden_shape_checks(self, hx, is_batched: bool):
+        """torch.nn's rank checks of a user-given hx (3-D batched, 2-D unbatched)."""
+        raise NotImplementedError
+
+    def _zero_state(self, input: Tensor, max_batch_size: int):
+        raise NotImplementedError
+
+    def forward(self, input, hx=None):
+        self._update_flat_weights()
+        orig_input = input
+        if isinstance(orig_input, PackedSequence):
+            input, batch_sizes, sorted_indices, unsorted_indices = input
+            is_batched = True
+            if hx is None:
+                hx = self._zero_state(input, int(batch_sizes[0]))
+            else:
+                # hx is in the caller's batch order; the packed rows are sorted.
+                hx = self.permute_hidden(hx, sorted_indices)
+        else:
+            batch_sizes = sorted_indices = unsorted_indices = None
+            if input.dim() not in (2, 3):
+                raise ValueError(self._BAD_RANK.format(input.dim()))
+            is_batched = input.dim() == 3
+            batch_dim = 0 if self.batch_first else 1
+            if not is_batched:
+                input = input.unsqueeze(batch_dim)
+            if hx is None:
+                hx = self._zero_state(input, input.size(batch_dim))
+            else:
+                hx = self._hidden_shape_checks(hx, is_batched)
+        self.check_forward_args(input, hx, batch_sizes)
+
+        if self.proj_size > 0:
+            # LSTM with projections is not fused yet: torch's own implementation.
+            output, *hidden = self._torch_lstm_with_projections(input, batch_sizes, hx)
+        else:
+            output, hidden = self._fused(input, batch_sizes, hx)
+
+        if isinstance(orig_input, PackedSequence):
+            packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
+            return packed, self.permute_hidden(self._pack_hidden(hidden), unsorted_indices)
+        hidden = self._pack_hidden(hidden)
+        if not is_batched:
+            output = output.squeeze(batch_dim)
+            hidden = self._unbatch_hidden(hidden)
+        return output, hidden
+
+    def _fused(self, input: Tensor, batch_sizes: Optional[Tensor], hx):
+        h0, c0 = (hx if isinstance(hx, tuple) else (hx, None))
+        num_directions = 2 if self.bidirectional else 1
+        if batch_sizes is not None:
+            data = input
+            padded_shape = None
+        else:
+            time_major = input.transpose(0, 1) if self.batch_first else input
+            steps, batch = time_major.shape[0], time_major.shape[1]
+            data = time_major.reshape(steps * batch, time_major.shape[2])
+            batch_sizes = torch.full((steps,), batch, dtype=torch.int64)
+            padded_shape = (steps, batch)
+        output, h_n, c_n = rnn_stack(
+            self.mode, data, batch_sizes, h0, c0, self._flat_weights, self.bias,
+            self.num_layers, self.dropout, self.training, self.bidirectional,
+        )
+        if padded_shape is not None:
+            output = output.view(*padded_shape, num_directions * self.hidden_size)
+            if self.batch_first:
+                output = output.transpose(0, 1)
+        return output, (h_n, c_n)
+
+    def _pack_hidden(self, hidden):
+        return hidden[0]
+
+    def _unbatch_hidden(self, hidden):
+        return hidden.squeeze(1)
+
+
+class _SingleStateMixin:
+    """hx handling of GRU and RNN: one state tensor."""
+
+    def _hidden_shape_checks(self, hx, is_batched):
+        if not is_batched:
+            if hx.dim() != 2:
+                raise RuntimeError(
+                    f"For unbatched 2-D input, hx should also be 2-D but got {hx.dim()}-D tensor"
+                )
+            return hx.unsqueeze(1)
+        if hx.dim() != 3:
+            raise RuntimeError(
+                f"For batched 3-D input, hx should also be 3-D but got {hx.dim()}-D tensor"
+            )
+        return hx
+
+    def _zero_state(self, input, max_batch_size):
+        num_directions = 2 if self.bidirectional else 1
+        return torch.zeros(self.num_layers * num_directions, max_batch_size, self.hidden_size,
+                           dtype=input.dtype, device=input.device)
+
+
+class LSTM(_FusedRNNBase):
+    """Drop-in torch.nn.LSTM (same arguments, parameters and results), fused on CPU."""
+
+    _BAD_RANK = "LSTM: Expected input to be 2D or 3D, got {}D instead"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__("LSTM", *args, **kwargs)
+
+    # torch.nn.LSTM's checks of (h, c), reused as they are.
+    get_expected_cell_size = nn.LSTM.get_expected_cell_size
+    check_forward_args = nn.LSTM.check_forward_args
+    permute_hidden = nn.LSTM.permute_hidden
+
+    def _hidden_shape_checks(self, hx, is_batched):
+        if is_batched:
+            if hx[0].dim() != 3 or hx[1].dim() != 3:
+                raise RuntimeError(
+                    "For batched 3-D input, hx and cx should also be 3-D but got "
+                    f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
+                )
+            return hx
+        if hx[0].dim() != 2 or hx[1].dim() != 2:
+            raise RuntimeError(
+                "For unbatched 2-D input, hx and cx should also be 2-D but got "
+                f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
+            )
+        return (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+
+    def _zero_state(self, input, max_batch_size):
+        num_directions = 2 if self.bidirectional else 1
+        real_hidden_size = self.proj_size if self.proj_size > 0 else self.hidden_size
+        shape = (self.num_layers * num_directions, max_batch_size)
+        h = torch.zeros(*shape, real_hidden_size, dtype=input.dtype, device=input.device)
+        c = torch.zeros(*shape, self.hidden_size, dtype=input.dtype, device=input.device)
+        return (h, c)
+
+    def _pack_hidden(self, hidden):
+        return (hidden[0], hidden[1])
+
+    def _unbatch_hidden(self, hidden):
+        return (hidden[0].squeeze(1), hidden[1].squeeze(1))
+
+    def _torch_lstm_with_projections(self, input, batch_sizes, hx):
+        if batch_sizes is None:
+            return _VF.lstm(input, hx, self._flat_weights, self.bias, self.num_layers,
+                            self.dropout, self.training, self.bidirectional, self.batch_first)
+        return _VF.lstm(input, batch_sizes, hx, self._flat_weights, self.bias, self.num_layers,
+                        self.dropout, self.training, self.bidirectional)
+
+
+class GRU(_SingleStateMixin, _FusedRNNBase):
+    """Drop-in torch.nn.GRU (same arguments, parameters and results), fused on CPU."""
+
+    _BAD_RANK = "GRU: Expected input to be 2D or 3D, got {}D instead"
+
+    def __init__(self, *args, **kwargs):
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        super().__init__("GRU", *args, **kwargs)
+
+
+class RNN(_SingleStateMixin, _FusedRNNBase):
+    """Drop-in torch.nn.RNN (tanh or relu; same arguments, parameters and results), fused on CPU."""
+
+    _BAD_RANK = "RNN: Expected input to be 2D or 3D, got {}D tensor instead"
+
+    def __init__(self, *args, **kwargs):
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if len(args) > 3:
+            self.nonlinearity = args[3]
+            args = args[:3] + args[4:]
+        else:
+            self.nonlinearity = kwargs.pop("nonlinearity", "tanh")
+        if self.nonlinearity == "tanh":
+            mode = "RNN_TANH"
+        elif self.nonlinearity == "relu":
+            mode = "RNN_RELU"
+        else:
+            raise ValueError(
+                f"Unknown nonlinearity '{self.nonlinearity}'. Select from 'tanh' or 'relu'."
+            )
+        super().__init__(mode, *args, **kwargs)
+
+
+_TORCH_TO_FASTRNN = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN}
+_FASTRNN_TO_TORCH = {v: k for k, v in _TORCH_TO_FASTRNN.items()}
+
+
+def _constructor_args(module: nn.RNNBase) -> dict:
+    kwargs = dict(
+        input_size=module.input_size, hidden_size=module.hidden_size,
+        num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
+        dropout=module.dropout, bidirectional=module.bidirectional,
+    )
+    if module.mode == "LSTM":
+        kwargs["proj_size"] = module.proj_size
+    if module.mode.startswith("RNN"):
+        kwargs["nonlinearity"] = module.nonlinearity
+    return kwargs
+
+
+def _swap(model: nn.Module, table: dict) -> nn.Module:
+    def replacement(module):
+        new_cls = table[type(module)]
+        weight = module._flat_weights[0]
+        with torch.device("meta"):
+            new = new_cls(**_constructor_args(module))
+        new = new.to_empty(device=weight.device).to(weight.dtype)
+        new.load_state_dict(module.state_dict(), strict=True)
+        new.train(module.training)
+        return new
+
+    if type(model) in table:
+        return replacement(model)
+    for name, child in list(model.named_children()):
+        setattr(model, name, _swap(child, table))
+    return model
+
+
+def convert(model: nn.Module) -> nn.Module:
+    """Replaces every torch.nn.LSTM/GRU/RNN in `model` (or `model` itself) by the
+    fastrnn module with the same configuration and weights. Works in place on
+    submodules and returns the model."""
+    return _swap(model, _TORCH_TO_FASTRNN)
+
+
+def to_torch(model: nn.Module) -> nn.Module:
+    """The inverse of convert(): fastrnn modules back to torch.nn ones (e.g. for ONNX export)."""
+    return _swap(model, _FASTRNN_TO_TORCH)
