@@ -1,0 +1,319 @@
+"""fastrnn.LSTM/GRU/RNN against torch.nn across the interface."""
+import copy
+import io
+import random
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pack_sequence
+
+import fastrnn
+from helpers import TOL
+
+PAIRS = {"lstm": (nn.LSTM, fastrnn.LSTM), "gru": (nn.GRU, fastrnn.GRU),
+         "rnn_tanh": (nn.RNN, fastrnn.RNN), "rnn_relu": (nn.RNN, fastrnn.RNN)}
+
+
+def make_pair(cell, *args, **kwargs):
+    torch_cls, fast_cls = PAIRS[cell]
+    if cell.startswith("rnn"):
+        kwargs["nonlinearity"] = cell.split("_")[1]
+    ref = torch_cls(*args, **kwargs)
+    ours = fast_cls(*args, **kwargs)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def sample_configs(count, seed=0):
+    rng = random.Random(seed)
+    configs = []
+    layouts = ["padded", "unbatched", "sorted", "unsorted", "equal", "ones", "batch1", "sequence"]
+    for i in range(count):
+        cell = ["lstm", "gru", "rnn_tanh", "rnn_relu"][i % 4]
+        hidden = rng.choice([1, 3, 17, 33])
+        configs.append(dict(
+            cell=cell,
+            num_layers=rng.choice([1, 2, 3]),
+            bidirectional=rng.random() < 0.5,
+            batch_first=rng.random() < 0.3,
+            bias=rng.random() < 0.8,
+            proj_size=(rng.choice([0, 1, 2]) if cell == "lstm" and hidden > 2 else 0),
+            hidden=hidden,
+            layout=layouts[(i // 4) % len(layouts)],
+            with_hx=rng.random() < 0.5,
+            dtype=rng.choice([torch.float32, torch.float64]),
+            seed=i,
+        ))
+    return configs
+
+
+def build_input(layout, batch_first, dtype, input_size, gen):
+    """(module input, batch, time) for a layout; padded inputs require grad."""
+    batch, steps = (1 if layout == "batch1" else 4), 5
+    if layout == "unbatched":
+        x = torch.randn(steps, input_size, dtype=dtype, generator=gen, requires_grad=True)
+        return x, x, None
+    x = torch.randn(steps, batch, input_size, dtype=dtype, generator=gen)
+    if batch_first:
+        x = x.transpose(0, 1).contiguous()
+    x.requires_grad_()
+    if layout == "padded":
+        return x, x, batch
+    lengths = {
+        "sorted": torch.tensor([5, 4, 2, 1]),
+        "unsorted": torch.tensor([2, 5, 1, 4]),
+        "equal": torch.tensor([5, 5, 5, 5]),
+        "ones": torch.tensor([1, 1, 1, 1]),
+        "batch1": torch.tensor([3]),
+        "sequence": torch.tensor([3, 5, 1, 2]),
+    }[layout]
+    if layout == "sequence":
+        seqs = [(x[i] if batch_first else x[:, i])[: int(n)] for i, n in enumerate(lengths)]
+        return pack_sequence(seqs, enforce_sorted=False), x, batch
+    packed = pack_padded_sequence(x, lengths, batch_first=batch_first,
+                                  enforce_sorted=layout not in ("unsorted",))
+    return packed, x, batch
+
+
+def flat_outputs(output, hidden):
+    out = output.data if isinstance(output, PackedSequence) else output
+    states = list(hidden) if isinstance(hidden, tuple) else [hidden]
+    return [out] + states
+
+
+@pytest.mark.parametrize("cfg", sample_configs(96), ids=lambda c: "-".join(
+    f"{k}={v}" for k, v in c.items() if k not in ("dtype",)) + f"-{str(c['dtype'])[6:]}")
+def test_conformance_with_torch_nn(cfg):
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    torch.manual_seed(cfg["seed"])
+    input_size = 3
+    ref, ours = make_pair(cfg["cell"], input_size, cfg["hidden"], num_layers=cfg["num_layers"],
+                          bias=cfg["bias"], batch_first=cfg["batch_first"],
+                          bidirectional=cfg["bidirectional"], dtype=cfg["dtype"],
+                          **({"proj_size": cfg["proj_size"]} if cfg["proj_size"] else {}))
+    inp, leaf, batch = build_input(cfg["layout"], cfg["batch_first"], cfg["dtype"], input_size, gen)
+    hx_leaves = []
+    hx = None
+    if cfg["with_hx"]:
+        dirs = 2 if cfg["bidirectional"] else 1
+        lead = (cfg["num_layers"] * dirs,) + (() if batch is None else (batch,))
+        out_h = cfg["proj_size"] or cfg["hidden"]
+        h0 = torch.randn(*lead, out_h, dtype=cfg["dtype"], generator=gen, requires_grad=True)
+        hx_leaves.append(h0)
+        hx = h0
+        if cfg["cell"] == "lstm":
+            c0 = torch.randn(*lead, cfg["hidden"], dtype=cfg["dtype"], generator=gen,
+                             requires_grad=True)
+            hx_leaves.append(c0)
+            hx = (h0, c0)
+
+    got = flat_outputs(*ours(inp, hx))
+    want = flat_outputs(*ref(inp, hx))
+    tol = TOL[cfg["dtype"]]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, **tol)
+
+    weights = [torch.randn(w.shape, dtype=w.dtype, generator=gen) for w in want]
+    leaves = [leaf] + hx_leaves
+
+    def grads(module, outputs):
+        loss = sum((o * w).sum() for o, w in zip(outputs, weights))
+        return torch.autograd.grad(loss, leaves + list(module.parameters()), retain_graph=True)
+
+    for g, w in zip(grads(ours, got), grads(ref, want)):
+        torch.testing.assert_close(g, w, **tol)
+
+
+@pytest.mark.parametrize("cell", list(PAIRS))
+def test_parameters_state_dict_and_init_match_torch(cell):
+    kwargs = dict(num_layers=2, bidirectional=True)
+    if cell == "lstm":
+        kwargs["proj_size"] = 2
+    if cell.startswith("rnn"):
+        kwargs["nonlinearity"] = cell.split("_")[1]
+    torch_cls, fast_cls = PAIRS[cell]
+    torch.manual_seed(3)
+    ref = torch_cls(4, 5, **kwargs)
+    torch.manual_seed(3)
+    ours = fast_cls(4, 5, **kwargs)
+    ref_named = [(n, p.shape) for n, p in ref.named_parameters()]
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == ref_named
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        assert torch.equal(a, b)  # same default initialisation from the same seed
+    assert repr(ours) == repr(ref)
+    assert [[tuple(w.shape) for w in layer] for layer in ours.all_weights] == \
+        [[tuple(w.shape) for w in layer] for layer in ref.all_weights]
+    # strict loading in both directions
+    ours.load_state_dict(torch_cls(4, 5, **kwargs).state_dict(), strict=True)
+    torch_cls(4, 5, **kwargs).load_state_dict(ours.state_dict(), strict=True)
+    ours.flatten_parameters()
+
+
+def test_constructor_validation_and_warnings_match_torch():
+    bad = [
+        ((4, 5), dict(dropout=1.5)), ((4, 5), dict(dropout=True)), ((4, 5), dict(proj_size=5)),
+        ((4, 5), dict(proj_size=-1)), ((4, 0), {}), ((0, 5), {}), ((4.0, 5), {}),
+        ((4, 5), dict(num_layers=0)), ((4, 5), dict(bias=1)), ((4, 5), dict(batch_first="x")),
+    ]
+    for args, kwargs in bad:
+        with pytest.raises(Exception) as want:
+            nn.LSTM(*args, **kwargs)
+        with pytest.raises(type(want.value), match=str(want.value)[:30].replace("(", r"\(")):
+            fastrnn.LSTM(*args, **kwargs)
+    with pytest.raises(ValueError, match="Unknown nonlinearity 'sigmoid'"):
+        fastrnn.RNN(4, 5, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
+        fastrnn.GRU(4, 5, proj_size=2)
+    with pytest.warns(UserWarning, match="dropout option adds dropout after all but last"):
+        fastrnn.GRU(4, 5, dropout=0.5)
+    # positional arguments as torch.nn takes them
+    assert fastrnn.RNN(4, 5, 2, "relu").nonlinearity == "relu"
+    assert fastrnn.LSTM(4, 5, 2, False, True).batch_first
+
+
+def error_cases():
+    x = torch.randn(5, 3, 4)
+    return [
+        ("lstm", "feature size", (torch.randn(5, 3, 6),), {}),
+        ("lstm", "rank 4", (torch.randn(5, 3, 4, 1),), {}),
+        ("lstm", "h batch", (x, (torch.randn(1, 2, 5), torch.randn(1, 2, 5))), {}),
+        ("lstm", "c shape", (x, (torch.randn(1, 3, 5), torch.randn(1, 3, 4))), {}),
+        ("lstm", "hx rank", (x, (torch.randn(3, 5), torch.randn(3, 5))), {}),
+        ("lstm", "tensor hx", (x, torch.randn(1, 3, 5)), {}),
+        ("lstm", "dtype", (x.double(),), {}),
+        ("gru", "tuple hx", (x, (torch.randn(1, 3, 5), torch.randn(1, 3, 5))), {}),
+        ("gru", "hx layers", (x, torch.randn(2, 3, 5)), {}),
+        ("gru", "unbatched hx rank", (x[:, 0], torch.randn(1, 1, 5)), {}),
+        ("rnn_tanh", "hx size", (x, torch.randn(1, 3, 6)), {}),
+        ("rnn_tanh", "packed feature size",
+         (pack_padded_sequence(torch.randn(5, 3, 6), torch.tensor([5, 3, 2])),), {}),
+        ("rnn_relu", "hx dtype", (x, torch.randn(1, 3, 5, dtype=torch.float64)), {}),
+    ]
+
+
+@pytest.mark.parametrize("cell,name,args,kwargs", error_cases(), ids=[c[1] for c in error_cases()])
+def test_errors_match_torch(cell, name, args, kwargs):
+    ref, ours = make_pair(cell, 4, 5)
+    with pytest.raises(Exception) as want:
+        ref(*args, **kwargs)
+    with pytest.raises(Exception) as got:
+        ours(*args, **kwargs)
+    assert isinstance(got.value, type(want.value)), (got.value, want.value)
+    assert str(got.value)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_dropout_between_layers_matches_torch(cell):
+    ref, ours = make_pair(cell, 4, 6, num_layers=3, dropout=0.5)
+    x = pack_padded_sequence(torch.randn(7, 5, 4), torch.tensor([7, 6, 6, 3, 1]))
+    torch.manual_seed(11)
+    want = ref(x)[0].data
+    torch.manual_seed(11)
+    got = ours(x)[0].data
+    torch.testing.assert_close(got, want, **TOL[torch.float32])
+    ref.eval(), ours.eval()
+    torch.testing.assert_close(ours(x)[0].data, ref(x)[0].data, **TOL[torch.float32])
+
+
+def test_convert_and_back():
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(50, 8)
+            self.rnn = nn.LSTM(8, 6, batch_first=True, bidirectional=True)
+            self.blocks = nn.ModuleList([nn.GRU(12, 4), nn.RNN(4, 3, nonlinearity="relu")])
+            self.head = nn.Linear(3, 2)
+
+        def forward(self, tokens):
+            out, _ = self.rnn(self.embed(tokens))
+            out, _ = self.blocks[0](out)
+            out, _ = self.blocks[1](out)
+            return self.head(out[:, -1])
+
+    model = Classifier().double().eval()
+    tokens = torch.randint(0, 50, (3, 7))
+    want = model(tokens)
+    converted = fastrnn.convert(copy.deepcopy(model))
+    assert type(converted.rnn) is fastrnn.LSTM and type(converted.blocks[1]) is fastrnn.RNN
+    assert converted.blocks[1].nonlinearity == "relu"
+    assert converted.rnn.weight_hh_l0.dtype == torch.float64 and not converted.training
+    torch.testing.assert_close(converted(tokens), want, **TOL[torch.float64])
+    back = fastrnn.to_torch(converted)
+    assert type(back.rnn) is nn.LSTM and type(back.blocks[0]) is nn.GRU
+    torch.testing.assert_close(back(tokens), want, **TOL[torch.float64])
+    assert type(fastrnn.convert(nn.GRU(2, 3))) is fastrnn.GRU
+
+
+def test_save_load_deepcopy_dtype_modes():
+    ref, ours = make_pair("lstm", 4, 5, num_layers=2)
+    x = torch.randn(6, 2, 4)
+    want = ours(x)[0]
+    buffer = io.BytesIO()
+    torch.save(ours, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert type(loaded) is fastrnn.LSTM
+    torch.testing.assert_close(loaded(x)[0], want, rtol=0, atol=0)
+    buffer = io.BytesIO()
+    torch.save(ours.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = fastrnn.LSTM(4, 5, num_layers=2)
+    fresh.load_state_dict(torch.load(buffer))
+    torch.testing.assert_close(fresh(x)[0], want, rtol=0, atol=0)
+    torch.testing.assert_close(copy.deepcopy(ours)(x)[0], want, rtol=0, atol=0)
+    doubled = copy.deepcopy(ours).double()
+    torch.testing.assert_close(doubled(x.double())[0], ref.double()(x.double())[0],
+                               **TOL[torch.float64])
+    bf16 = copy.deepcopy(ours).to(torch.bfloat16)
+    out = bf16(x.bfloat16())[0]
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), want, rtol=0, atol=3e-2)
+    with torch.no_grad():
+        assert not ours(x)[0].requires_grad
+    ours.eval()
+    assert not ours.training
+    assert ours(x)[0].requires_grad  # parameters require grad, input does not
+
+
+def test_gradcheck_through_module():
+    module = fastrnn.GRU(3, 2, num_layers=2, bidirectional=True, dtype=torch.float64)
+    x = torch.randn(4, 3, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
+    packed_lengths = torch.tensor([4, 2, 1])
+
+    def fn(x, h0):
+        out, h = module(pack_padded_sequence(x, packed_lengths), h0)
+        return out.data, h
+
+    assert torch.autograd.gradcheck(fn, (x, h0))
+
+
+def test_torch_compile_fullgraph_padded_and_packed():
+    class Model(nn.Module):
+        def __init__(self, rnn):
+            super().__init__()
+            self.rnn = rnn
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            out, (h, c) = self.rnn(x)
+            return self.head(out.mean(1)) + h.sum(0).sum(-1, keepdim=True)
+
+    torch.manual_seed(0)
+    eager = Model(fastrnn.LSTM(5, 4, batch_first=True, bidirectional=True))
+    compiled = torch.compile(copy.deepcopy(eager), fullgraph=True, backend="aot_eager")
+    x = torch.randn(3, 6, 5)
+    torch.testing.assert_close(compiled(x), eager(x), **TOL[torch.float32])
+    compiled(x).sum().backward()
+    eager(x).sum().backward()
+    for a, b in zip(compiled.parameters(), eager.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, **TOL[torch.float32])
+
+    module = fastrnn.GRU(5, 4)
+    packed = pack_padded_sequence(torch.randn(6, 3, 5), torch.tensor([6, 4, 1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = torch.compile(module, backend="aot_eager")(packed)[0].data
+    torch.testing.assert_close(got, module(packed)[0].data, rtol=0, atol=0)
