@@ -5,10 +5,18 @@ extension must be compiled against the same torch it will run with, so the
 build has to see the installed torch rather than a fresh one in an isolated
 build environment.
 
+CUDA: the CUDA kernels are built whenever torch is a CUDA build and nvcc is
+found (no GPU needed). CUDA_HOME is taken from the environment, else CUDA's
+default install folder (/usr/local/cuda), else torch's guess. Architectures
+follow TORCH_CUDA_ARCH_LIST; when it is unset and no GPU is visible, sm_80 and
+sm_90 are built.
+
 Environment switches:
+  FASTRNN_CPU_ONLY=1  build without the CUDA kernels even where they could be built
   FASTRNN_NATIVE=0    do not add -mavx2 -mfma when the build machine has them
   FASTRNN_DEBUG=1     -O0 -g
 """
+import glob
 import os
 import platform
 import sys
@@ -45,25 +53,59 @@ def cpu_flags():
     return []
 
 
+def find_cuda_home():
+    """The CUDA toolkit folder holding bin/nvcc, or None."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
+    for home in candidates:
+        if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
+            return os.path.realpath(home)
+    return None
+
+
+def want_cuda():
+    if os.environ.get("FASTRNN_CPU_ONLY", "0") == "1" or torch.version.cuda is None:
+        return None
+    home = find_cuda_home()
+    if home is None:
+        print("fastrnn: torch is a CUDA build but nvcc was not found; building CPU only")
+        return None
+    # torch.utils.cpp_extension reads CUDA_HOME when it is imported and when it builds;
+    # point both at the toolkit found (nvcc on PATH may be a link outside it).
+    import torch.utils.cpp_extension as cpp_extension
+
+    os.environ["CUDA_HOME"] = home
+    cpp_extension.CUDA_HOME = home
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
+    return home
+
+
+def nvidia_wheel_includes():
+    """Headers shipped in torch's nvidia-* wheels (cublas_v2.h, cusparse.h, ...)."""
+    site = os.path.dirname(os.path.dirname(torch.__file__))
+    return sorted(glob.glob(os.path.join(site, "nvidia", "*", "include")))
+
+
 def extensions():
     debug = os.environ.get("FASTRNN_DEBUG", "0") == "1"
     opt = ["-O0", "-g"] if debug else ["-O3"]
     # -fno-trapping-math lets GCC if-convert the branch-free activations and
     # vectorise the pointwise loops; it changes no result (FP traps are off anyway).
     cxx = opt + ["-fopenmp", "-fno-trapping-math", "-std=c++17"] + cpu_flags()
-    sources = [
-        "csrc/ops.cpp",
-        "csrc/cpu/recurrence_cpu.cpp",
-    ]
-    return [
-        CppExtension(
+    sources = ["csrc/ops.cpp", "csrc/cpu/recurrence_cpu.cpp"]
+    kwargs = dict(extra_link_args=["-fopenmp"], py_limited_api=False)
+    if want_cuda():
+        from torch.utils.cpp_extension import CUDAExtension
+
+        defines = ["-DFASTRNN_WITH_CUDA"]
+        return [CUDAExtension(
             "fastrnn._C",
-            sources,
-            extra_compile_args={"cxx": cxx},
-            extra_link_args=["-fopenmp"],
-            py_limited_api=False,
-        )
-    ]
+            sources + ["csrc/cuda/recurrence_cuda.cu"],
+            include_dirs=nvidia_wheel_includes(),
+            extra_compile_args={"cxx": cxx + defines, "nvcc": opt + ["-std=c++17"] + defines},
+            **kwargs,
+        )]
+    return [CppExtension("fastrnn._C", sources, extra_compile_args={"cxx": cxx}, **kwargs)]
 
 
 setup(

@@ -40,8 +40,12 @@ C10_HOST_DEVICE inline float fast_exp(float x) {
   y = y * x + 5.0000001201e-1f;
   y = y * z + x + 1.0f;
   int32_t bits = (static_cast<int32_t>(fx) + 127) << 23;
+#ifdef __CUDA_ARCH__
+  float scale = __int_as_float(bits);
+#else
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
+#endif
   return y * scale;
 }
 

@@ -1,4 +1,4 @@
-// The fastrnn op schemas, their argument checks, and the CPU registrations.
+// The fastrnn op schemas, their argument checks, and the CPU (and CUDA) registrations.
 //
 // Each cell type has a forward and a backward op over one layer in one
 // direction of a packed sequence (see README.md, "The ops"):
@@ -150,8 +150,8 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
 
 namespace {
 
-// The CPU kernels compute in float for reduced-precision inputs; the
-// workspace stays in float, outputs and gradients return in the input dtype.
+// The kernels compute in float for reduced-precision inputs; the workspace
+// stays in float, outputs and gradients return in the input dtype.
 at::Tensor compute_dtype(const at::Tensor& t) {
   auto dtype = t.scalar_type();
   return (dtype == at::kBFloat16 || dtype == at::kHalf) ? t.to(at::kFloat) : t;
@@ -162,13 +162,17 @@ at::Tensor opt_compute_dtype(const c10::optional<at::Tensor>& t) {
 }
 
 template <CellKind kind>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cpu_impl(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_op_impl(
     const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
     const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, const at::Tensor* c0,
     bool reverse) {
   PackedSteps steps = check_forward_args(kind, input_proj, batch_sizes, weight_hh, bias_hh, h0, c0);
   at::Tensor bias = opt_compute_dtype(bias_hh);
-  ForwardResult r = cpu::recurrence_forward(
+  auto kernel = cpu::recurrence_forward;
+#ifdef FASTRNN_WITH_CUDA
+  if (weight_hh.is_cuda()) kernel = cuda::recurrence_forward;
+#endif
+  ForwardResult r = kernel(
       kind, steps, compute_dtype(input_proj), compute_dtype(weight_hh),
       bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt, compute_dtype(h0),
       c0 ? compute_dtype(*c0) : at::Tensor(), reverse);
@@ -178,13 +182,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cpu_impl(
 }
 
 template <CellKind kind>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu_impl(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_op_impl(
     const at::Tensor& grad_output, const at::Tensor& grad_h_n, const at::Tensor* grad_c_n,
     const at::Tensor& batch_sizes, const at::Tensor& weight_hh, const at::Tensor& h0,
     const at::Tensor* c0, const at::Tensor& output, const at::Tensor& workspace, bool reverse) {
   PackedSteps steps = check_backward_args(kind, grad_output, grad_h_n, grad_c_n, batch_sizes,
                                           weight_hh, h0, c0, output, workspace);
-  BackwardResult r = cpu::recurrence_backward(
+  auto kernel = cpu::recurrence_backward;
+#ifdef FASTRNN_WITH_CUDA
+  if (weight_hh.is_cuda()) kernel = cuda::recurrence_backward;
+#endif
+  BackwardResult r = kernel(
       kind, steps, compute_dtype(grad_output), compute_dtype(grad_h_n),
       grad_c_n ? compute_dtype(*grad_c_n) : at::Tensor(), compute_dtype(weight_hh),
       compute_dtype(h0), c0 ? compute_dtype(*c0) : at::Tensor(), compute_dtype(output),
@@ -194,38 +202,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_
           r.grad_h0.to(dtype), r.grad_c0.defined() ? r.grad_c0.to(dtype) : r.grad_c0};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_op(
     const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
     const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, const at::Tensor& c0,
     bool reverse) {
-  return forward_cpu_impl<CellKind::LSTM>(input_proj, batch_sizes, weight_hh, bias_hh, h0, &c0,
+  return forward_op_impl<CellKind::LSTM>(input_proj, batch_sizes, weight_hh, bias_hh, h0, &c0,
                                           reverse);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward_op(
     const at::Tensor& grad_output, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
     const at::Tensor& batch_sizes, const at::Tensor& weight_hh, const at::Tensor& h0,
     const at::Tensor& c0, const at::Tensor& output, const at::Tensor& workspace, bool reverse) {
-  return backward_cpu_impl<CellKind::LSTM>(grad_output, grad_h_n, &grad_c_n, batch_sizes,
+  return backward_op_impl<CellKind::LSTM>(grad_output, grad_h_n, &grad_c_n, batch_sizes,
                                            weight_hh, h0, &c0, output, workspace, reverse);
 }
 
 // GRU and RNN ops: no cell state.
 template <CellKind kind>
-std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_no_cell_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_no_cell_op(
     const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
     const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, bool reverse) {
-  auto r = forward_cpu_impl<kind>(input_proj, batch_sizes, weight_hh, bias_hh, h0, nullptr,
+  auto r = forward_op_impl<kind>(input_proj, batch_sizes, weight_hh, bias_hh, h0, nullptr,
                                   reverse);
   return {std::get<0>(r), std::get<1>(r), std::get<3>(r)};
 }
 
 template <CellKind kind>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_no_cell_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_no_cell_op(
     const at::Tensor& grad_output, const at::Tensor& grad_h_n, const at::Tensor& batch_sizes,
     const at::Tensor& weight_hh, const at::Tensor& h0, const at::Tensor& output,
     const at::Tensor& workspace, bool reverse) {
-  auto r = backward_cpu_impl<kind>(grad_output, grad_h_n, nullptr, batch_sizes, weight_hh, h0,
+  auto r = backward_op_impl<kind>(grad_output, grad_h_n, nullptr, batch_sizes, weight_hh, h0,
                                    nullptr, output, workspace, reverse);
   return {std::get<0>(r), std::get<1>(r), std::get<2>(r), std::get<3>(r)};
 }
@@ -255,16 +263,23 @@ TORCH_LIBRARY(fastrnn, m) {
   }
 }
 
-TORCH_LIBRARY_IMPL(fastrnn, CPU, m) {
-  m.impl("lstm_forward", &lstm_forward_cpu);
-  m.impl("lstm_backward", &lstm_backward_cpu);
-  m.impl("gru_forward", &forward_no_cell_cpu<CellKind::GRU>);
-  m.impl("gru_backward", &backward_no_cell_cpu<CellKind::GRU>);
-  m.impl("rnn_tanh_forward", &forward_no_cell_cpu<CellKind::RNN_TANH>);
-  m.impl("rnn_tanh_backward", &backward_no_cell_cpu<CellKind::RNN_TANH>);
-  m.impl("rnn_relu_forward", &forward_no_cell_cpu<CellKind::RNN_RELU>);
-  m.impl("rnn_relu_backward", &backward_no_cell_cpu<CellKind::RNN_RELU>);
-}
+// One implementation per op for every device: it checks the arguments and
+// picks the CPU or CUDA kernel from the device of weight_hh.
+#define FASTRNN_REGISTER_KERNELS(m)                                            \
+  m.impl("lstm_forward", &lstm_forward_op);                                   \
+  m.impl("lstm_backward", &lstm_backward_op);                                 \
+  m.impl("gru_forward", &forward_no_cell_op<CellKind::GRU>);                  \
+  m.impl("gru_backward", &backward_no_cell_op<CellKind::GRU>);                \
+  m.impl("rnn_tanh_forward", &forward_no_cell_op<CellKind::RNN_TANH>);        \
+  m.impl("rnn_tanh_backward", &backward_no_cell_op<CellKind::RNN_TANH>);      \
+  m.impl("rnn_relu_forward", &forward_no_cell_op<CellKind::RNN_RELU>);        \
+  m.impl("rnn_relu_backward", &backward_no_cell_op<CellKind::RNN_RELU>)
+
+TORCH_LIBRARY_IMPL(fastrnn, CPU, m) { FASTRNN_REGISTER_KERNELS(m); }
+
+#ifdef FASTRNN_WITH_CUDA
+TORCH_LIBRARY_IMPL(fastrnn, CUDA, m) { FASTRNN_REGISTER_KERNELS(m); }
+#endif
 
 }  // namespace fastrnn
 

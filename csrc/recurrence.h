@@ -83,4 +83,22 @@ BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
                                    bool reverse);
 
 }  // namespace cpu
+
+#ifdef FASTRNN_WITH_CUDA
+namespace cuda {
+
+ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
+                                 const at::Tensor& input_proj, const at::Tensor& weight_hh,
+                                 const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
+                                 const at::Tensor& c0, bool reverse);
+
+BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
+                                   const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                   const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
+                                   const at::Tensor& h0, const at::Tensor& c0,
+                                   const at::Tensor& output, const at::Tensor& workspace,
+                                   bool reverse);
+
+}  // namespace cuda
+#endif
 }  // namespace fastrnn

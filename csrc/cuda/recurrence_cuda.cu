@@ -1,0 +1,222 @@
+// The packed time loop on CUDA: the general per-step path.
+//
+// Per step: one cuBLAS GEMM on the live rows (through ATen, on the current
+// stream) and one fused pointwise kernel using the cell math of
+// csrc/cell_math.h, as on the CPU. batch_sizes is a CPU tensor, so the host
+// knows every step's live rows and never synchronises inside the loop.
+// grad_weight_hh and grad_bias_hh are one GEMM and one reduction after the
+// loop (no atomicAdd: deterministic run to run).
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "../cell_math.h"
+#include "../recurrence.h"
+
+namespace fastrnn {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+inline unsigned blocks_for(int64_t n) {
+  return static_cast<unsigned>((n + kThreads - 1) / kThreads);
+}
+
+// Rows [0, split) of a step's previous state come from the packed buffer
+// `packed` (row stride ld), rows [split, rows) from the initial state `init`.
+template <typename T>
+struct PrevRows {
+  const T* packed;
+  int64_t ld;
+  int64_t split;
+  const T* init;
+  int64_t ld_init;
+  __device__ const T* row(int64_t r) const {
+    return r < split ? packed + r * ld : init + r * ld_init;
+  }
+};
+
+template <typename T>
+PrevRows<T> prev_rows(const PackedSteps& steps, bool reverse, int64_t t, const T* packed,
+                      int64_t ld, const T* init, int64_t ld_init) {
+  const int64_t T_ = steps.steps();
+  if (!reverse && t > 0) return {packed + steps.offsets[t - 1] * ld, ld, steps.sizes[t], init, ld_init};
+  if (reverse && t + 1 < T_) {
+    return {packed + steps.offsets[t + 1] * ld, ld, steps.sizes[t + 1], init, ld_init};
+  }
+  return {packed, ld, 0, init, ld_init};
+}
+
+// One thread per (live row, hidden unit). Pointers are already offset to the step.
+template <typename T, typename Cell>
+__global__ void forward_pointwise(int64_t rows, int64_t H, const T* __restrict__ gx,
+                                  const T* __restrict__ gh, T* __restrict__ h, T* __restrict__ c,
+                                  T* __restrict__ out, T* __restrict__ saved) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= rows * H) return;
+  const int64_t r = idx / H, j = idx % H;
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  Cell::forward(j, H, gx + r * G * H, gh + r * G * H, h + r * H, c ? c + r * H : nullptr,
+                saved + r * S * H);
+  out[r * H + j] = h[r * H + j];
+}
+
+template <typename T, typename Cell>
+__global__ void backward_pointwise(int64_t rows, int64_t H, const T* __restrict__ saved_or_out,
+                                   PrevRows<T> h_prev_src, PrevRows<T> c_prev_src,
+                                   const T* __restrict__ gout, T* __restrict__ h_prev,
+                                   T* __restrict__ dh, T* __restrict__ dc, T* __restrict__ dgx,
+                                   T* __restrict__ dgh) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= rows * H) return;
+  const int64_t r = idx / H, j = idx % H;
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  const T* hp = h_prev_src.row(r);
+  h_prev[r * H + j] = hp[j];
+  dh[r * H + j] += gout[r * H + j];
+  const T* saved_r = S > 0 ? saved_or_out + r * S * H : saved_or_out + r * H;
+  Cell::backward(j, H, saved_r, hp, Cell::kHasCell ? c_prev_src.row(r) : nullptr, dh + r * H,
+                 dc ? dc + r * H : nullptr, dgx + r * G * H, dgh + r * G * H);
+}
+
+// C[rows, N] = (accumulate ? C : bias or 0) + A[rows, K] @ B[K, N] on raw device memory.
+template <typename T>
+void step_gemm(const at::Tensor& B, int64_t rows, const T* A, int64_t lda, T* C, int64_t ldc,
+               const at::Tensor& bias, bool accumulate) {
+  auto opts = B.options();
+  at::Tensor a = at::from_blob(const_cast<T*>(A), {rows, B.size(0)}, {lda, 1}, opts);
+  at::Tensor c = at::from_blob(C, {rows, B.size(1)}, {ldc, 1}, opts);
+  if (accumulate) {
+    c.addmm_(a, B);
+  } else if (bias.defined()) {
+    at::addmm_out(c, bias, a, B);
+  } else {
+    at::mm_out(c, a, B);
+  }
+}
+
+template <typename T, typename Cell>
+ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_proj,
+                           const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
+                           const at::Tensor& h0, const at::Tensor& c0, bool reverse) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  const int64_t H = weight_hh.size(1), GH = G * H, N = input_proj.size(0);
+  const int64_t batch = h0.size(0), T_ = steps.steps();
+  auto stream = at::cuda::getCurrentCUDAStream();
+
+  at::Tensor gx_t = input_proj.contiguous();
+  at::Tensor bias_t = bias_hh.has_value() ? bias_hh->contiguous() : at::Tensor();
+  at::Tensor h = h0.contiguous().clone();
+  at::Tensor c = Cell::kHasCell ? c0.contiguous().clone() : at::Tensor();
+  at::Tensor output = at::empty({N, H}, input_proj.options());
+  at::Tensor workspace = at::empty({S > 0 ? N : 0, S * H}, input_proj.options());
+  at::Tensor gh_t = at::empty({batch, GH}, input_proj.options());
+  at::Tensor w_t = weight_hh.t();  // [H, GH]
+
+  T* hp = h.data_ptr<T>();
+  T* cp = Cell::kHasCell ? c.data_ptr<T>() : nullptr;
+  T* gh = gh_t.data_ptr<T>();
+  for (int64_t s = 0; s < T_; ++s) {
+    const int64_t t = reverse ? T_ - 1 - s : s;
+    const int64_t rows = steps.sizes[t], off = steps.offsets[t];
+    step_gemm<T>(w_t, rows, hp, H, gh, GH, bias_t, false);
+    forward_pointwise<T, Cell><<<blocks_for(rows * H), kThreads, 0, stream>>>(
+        rows, H, gx_t.const_data_ptr<T>() + off * GH, gh, hp, cp,
+        output.data_ptr<T>() + off * H, workspace.data_ptr<T>() + off * S * H);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  return {output, h, c, workspace};
+}
+
+template <typename T, typename Cell>
+BackwardResult backward_impl(const PackedSteps& steps, const at::Tensor& grad_output,
+                             const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
+                             const at::Tensor& weight_hh, const at::Tensor& h0,
+                             const at::Tensor& c0, const at::Tensor& output,
+                             const at::Tensor& workspace, bool reverse) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  const int64_t H = weight_hh.size(1), GH = G * H, N = output.size(0), T_ = steps.steps();
+  auto stream = at::cuda::getCurrentCUDAStream();
+
+  at::Tensor out_t = output.contiguous();
+  at::Tensor ws_t = workspace.contiguous();
+  at::Tensor gout_t = grad_output.contiguous();
+  at::Tensor h0_t = h0.contiguous();
+  at::Tensor c0_t = Cell::kHasCell ? c0.contiguous() : at::Tensor();
+  at::Tensor w_t = weight_hh.contiguous();  // [GH, H]
+  at::Tensor dh = grad_h_n.contiguous().clone();
+  at::Tensor dc = Cell::kHasCell ? grad_c_n.contiguous().clone() : at::Tensor();
+  at::Tensor dgx_t = at::empty({N, GH}, output.options());
+  at::Tensor dgh_t = Cell::kSeparateHiddenGrad ? at::empty({N, GH}, output.options()) : dgx_t;
+  at::Tensor h_prev_t = at::empty({N, H}, output.options());
+
+  const T* out = out_t.const_data_ptr<T>();
+  const T* ws = ws_t.const_data_ptr<T>();
+  const T* c0p = Cell::kHasCell ? c0_t.const_data_ptr<T>() : nullptr;
+  for (int64_t s = 0; s < T_; ++s) {
+    const int64_t t = reverse ? s : T_ - 1 - s;
+    const int64_t rows = steps.sizes[t], off = steps.offsets[t];
+    PrevRows<T> h_src = prev_rows(steps, reverse, t, out, H, h0_t.const_data_ptr<T>(), H);
+    PrevRows<T> c_src = Cell::kHasCell ? prev_rows(steps, reverse, t, ws + 4 * H, S * H, c0p, H)
+                                       : PrevRows<T>{nullptr, 0, 0, nullptr, 0};
+    backward_pointwise<T, Cell><<<blocks_for(rows * H), kThreads, 0, stream>>>(
+        rows, H, S > 0 ? ws + off * S * H : out + off * H, h_src, c_src,
+        gout_t.const_data_ptr<T>() + off * H, h_prev_t.data_ptr<T>() + off * H,
+        dh.data_ptr<T>(), Cell::kHasCell ? dc.data_ptr<T>() : nullptr,
+        dgx_t.data_ptr<T>() + off * GH, dgh_t.data_ptr<T>() + off * GH);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    step_gemm<T>(w_t, rows, dgh_t.data_ptr<T>() + off * GH, GH, dh.data_ptr<T>(), H,
+                 at::Tensor(), Cell::kSeparateHiddenGrad);
+  }
+  at::Tensor grad_weight_hh = at::mm(dgh_t.t(), h_prev_t);
+  at::Tensor grad_bias_hh = dgh_t.sum(0);
+  return {dgx_t, grad_weight_hh, grad_bias_hh, dh, dc};
+}
+
+template <typename T, typename F>
+auto with_cell(CellKind kind, const F& fn) {
+  switch (kind) {
+    case CellKind::LSTM: return fn(LSTMCell<T>());
+    case CellKind::GRU: return fn(GRUCell<T>());
+    case CellKind::RNN_TANH: return fn(RNNCell<T, false>());
+    default: return fn(RNNCell<T, true>());
+  }
+}
+
+}  // namespace
+
+ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
+                                 const at::Tensor& input_proj, const at::Tensor& weight_hh,
+                                 const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
+                                 const at::Tensor& c0, bool reverse) {
+  c10::cuda::CUDAGuard guard(input_proj.device());
+  auto run = [&](auto type_tag) {
+    using T = decltype(type_tag);
+    return with_cell<T>(kind, [&](auto cell) {
+      return forward_impl<T, decltype(cell)>(steps, input_proj, weight_hh, bias_hh, h0, c0,
+                                             reverse);
+    });
+  };
+  return input_proj.scalar_type() == at::kDouble ? run(double()) : run(float());
+}
+
+BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
+                                   const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                   const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
+                                   const at::Tensor& h0, const at::Tensor& c0,
+                                   const at::Tensor& output, const at::Tensor& workspace,
+                                   bool reverse) {
+  c10::cuda::CUDAGuard guard(output.device());
+  auto run = [&](auto type_tag) {
+    using T = decltype(type_tag);
+    return with_cell<T>(kind, [&](auto cell) {
+      return backward_impl<T, decltype(cell)>(steps, grad_output, grad_h_n, grad_c_n, weight_hh,
+                                              h0, c0, output, workspace, reverse);
+    });
+  };
+  return output.scalar_type() == at::kDouble ? run(double()) : run(float());
+}
+
+}  // namespace cuda
+}  // namespace fastrnn
