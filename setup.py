@@ -91,7 +91,7 @@ def extensions():
     opt = ["-O0", "-g"] if debug else ["-O3"]
     # -fno-trapping-math lets GCC if-convert the branch-free activations and
     # vectorise the pointwise loops; it changes no result (FP traps are off anyway).
-    cxx = opt + ["-fopenmp", "-fno-trapping-math", "-std=c++17"] + cpu_flags()
+    cxx = opt + ["-fopenmp", "-fno-trapping-math"] + cpu_flags()
     sources = ["csrc/ops.cpp", "csrc/cpu/recurrence_cpu.cpp"]
     kwargs = dict(extra_link_args=["-fopenmp"], py_limited_api=False)
     if want_cuda():
@@ -102,7 +102,7 @@ def extensions():
             "fastrnn._C",
             sources + ["csrc/cuda/recurrence_cuda.cu"],
             include_dirs=nvidia_wheel_includes(),
-            extra_compile_args={"cxx": cxx + defines, "nvcc": opt + ["-std=c++17"] + defines},
+            extra_compile_args={"cxx": cxx + defines, "nvcc": opt + defines},
             **kwargs,
         )]
     return [CppExtension("fastrnn._C", sources, extra_compile_args={"cxx": cxx}, **kwargs)]

@@ -82,7 +82,7 @@ class _FusedRNNBase(nn.RNNBase):
             time_major = input.transpose(0, 1) if self.batch_first else input
             steps, batch = time_major.shape[0], time_major.shape[1]
             data = time_major.reshape(steps * batch, time_major.shape[2])
-            batch_sizes = torch.full((steps,), batch, dtype=torch.int64)
+            batch_sizes = torch.full((steps,), batch, dtype=torch.int64, device="cpu")
             padded_shape = (steps, batch)
         output, h_n, c_n = rnn_stack(
             self.mode, data, batch_sizes, h0, c0, self._flat_weights, self.bias,

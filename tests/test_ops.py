@@ -19,17 +19,20 @@ def gemm_path(request, monkeypatch):
 
 
 def compare_with_torch(cell, dtype, layout, bias, hidden, batch=5, max_len=6, input_size=4,
-                       seed=0, with_hx=True):
+                       seed=0, with_hx=True, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     module = torch_module(cell, input_size, hidden, bias=bias, bidirectional=True, dtype=dtype)
+    module = module.to(device)
     lengths = random_lengths(batch, max_len, gen, layout)
-    x = torch.randn(max_len, batch, input_size, dtype=dtype, generator=gen, requires_grad=True)
-    h0 = torch.randn(2, batch, hidden, dtype=dtype, generator=gen, requires_grad=True)
-    c0 = torch.randn(2, batch, hidden, dtype=dtype, generator=gen, requires_grad=True)
-    if not with_hx:
-        h0 = torch.zeros(2, batch, hidden, dtype=dtype, requires_grad=True)
-        c0 = torch.zeros(2, batch, hidden, dtype=dtype, requires_grad=True)
+
+    def leaf(*shape, random=True):
+        t = torch.randn(*shape, dtype=dtype, generator=gen) if random else torch.zeros(*shape)
+        return t.to(device=device, dtype=dtype).requires_grad_()
+
+    x = leaf(max_len, batch, input_size)
+    h0 = leaf(2, batch, hidden, random=with_hx)
+    c0 = leaf(2, batch, hidden, random=with_hx)
     hx = (h0, c0) if cell == "lstm" else h0
 
     ref_out, ref_state = module(pack(x, lengths, layout), hx)
@@ -44,9 +47,9 @@ def compare_with_torch(cell, dtype, layout, bias, hidden, batch=5, max_len=6, in
         torch.testing.assert_close(c_n, ref_c, **tol)
 
     # Every gradient, with a random weighting of every output.
-    g_out = torch.randn(out.shape, dtype=dtype, generator=gen)
-    g_h = torch.randn(h_n.shape, dtype=dtype, generator=gen)
-    g_c = torch.randn(h_n.shape, dtype=dtype, generator=gen)
+    g_out = torch.randn(out.shape, dtype=dtype, generator=gen).to(device)
+    g_h = torch.randn(h_n.shape, dtype=dtype, generator=gen).to(device)
+    g_c = torch.randn(h_n.shape, dtype=dtype, generator=gen).to(device)
     inputs = [x, h0] + ([c0] if cell == "lstm" else []) + list(module.parameters())
 
     def loss(o, h, c):
@@ -86,14 +89,15 @@ def test_matches_torch_nn_larger_float32():
 
 
 def op_args(cell, dtype=torch.float64, batch_sizes=(4, 3, 3, 1), hidden=3, bias=True,
-            requires_grad=True, seed=0):
+            requires_grad=True, seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
     gates = CELLS[cell][0]
     bs = torch.tensor(batch_sizes, dtype=torch.int64)
     tokens, batch = int(bs.sum()), int(bs[0])
 
     def rand(*shape):
-        return torch.randn(*shape, dtype=dtype, generator=gen).requires_grad_(requires_grad)
+        t = torch.randn(*shape, dtype=dtype, generator=gen).to(device)
+        return t.requires_grad_(requires_grad)
 
     args = [rand(tokens, gates * hidden), bs, rand(gates * hidden, hidden),
             rand(gates * hidden) if bias else None, rand(batch, hidden)]
