@@ -1,0 +1,258 @@
+"""Training and evaluation of the AG News classifiers (one process or DDP)."""
+import dataclasses
+import os
+import time
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from .data import CLASSES, ensure_files, read_csv
+from .models import RecurrentClock, build_model
+from .text import Vocab, basic_english
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    model: str = "lstm-packed"
+    backend: str = "fastrnn"
+    epochs: int = 1
+    batch_size: int = 16
+    lr: float = 1e-3
+    embed_dim: int = 64
+    hidden_dim: int = 32
+    min_freq: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    bucket: bool = False
+    limit: Optional[int] = None
+    data_dir: Optional[str] = None
+
+
+@dataclasses.dataclass
+class Corpus:
+    vocab: Vocab
+    train: "EncodedRows"
+    test: Optional["EncodedRows"]
+
+
+class EncodedRows(torch.utils.data.Dataset):
+    """Token ids (one int64 tensor a row) and labels, encoded once up front."""
+
+    def __init__(self, texts: Sequence[str], labels: Sequence[int], vocab: Vocab):
+        self.ids = [torch.tensor(vocab.encode(basic_english(t)) or [vocab.unk_id]) for t in texts]
+        self.labels = torch.tensor(labels, dtype=torch.int64)
+        self.lengths = [len(ids) for ids in self.ids]
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return self.ids[i], self.labels[i]
+
+
+def collate(rows):
+    """(tokens [batch, max_len] padded with <pad> = 0, lengths [batch], labels [batch])."""
+    ids, labels = zip(*rows)
+    lengths = torch.tensor([len(x) for x in ids], dtype=torch.int64)
+    return pad_sequence(list(ids), batch_first=True, padding_value=0), lengths, torch.stack(labels)
+
+
+def load_corpus(data_dir=None, limit=None, min_freq=1, with_test=True, allow_download=True,
+                progress=True) -> Corpus:
+    """Read train.csv (first ``limit`` rows) and test.csv, build the vocabulary from
+    the training rows, encode both."""
+    splits = ("train", "test") if with_test else ("train",)
+    paths = ensure_files(data_dir, splits, allow_download=allow_download, progress=progress)
+    labels, texts = read_csv(paths["train"])
+    if limit is not None:
+        labels, texts = labels[:limit], texts[:limit]
+    vocab = Vocab.build((basic_english(t) for t in texts), min_freq=min_freq)
+    train = EncodedRows(texts, labels, vocab)
+    test = EncodedRows(*reversed(read_csv(paths["test"])), vocab) if with_test else None
+    return Corpus(vocab, train, test)
+
+
+class BucketBatchSampler(Sampler):
+    """Batches of rows of similar length: the sampler's order is cut into pools of
+    ``pool`` batches, each pool is sorted by length and cut into batches, and the
+    batches are shuffled. Less padding, the same rows each epoch."""
+
+    def __init__(self, sampler, lengths, batch_size, pool=50, seed=0):
+        self.sampler, self.lengths, self.batch_size = sampler, lengths, batch_size
+        self.pool, self.seed, self.epoch = pool, seed, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        order = list(self.sampler)
+        size = self.pool * self.batch_size
+        batches = []
+        for start in range(0, len(order), size):
+            pool = sorted(order[start:start + size], key=lambda i: self.lengths[i])
+            batches += [pool[i:i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        shuffle = torch.randperm(len(batches), generator=torch.Generator().manual_seed(
+            self.seed + self.epoch)).tolist()
+        return iter([batches[i] for i in shuffle])
+
+    def __len__(self):
+        return (len(self.sampler) + self.batch_size - 1) // self.batch_size
+
+
+def distributed_context(device: str):
+    """(rank, world size); initialises the process group under torchrun
+    (gloo on the CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+    if torch.device(device).type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def train_loader(rows: EncodedRows, config: TrainConfig, rank=0, world=1):
+    """Batches of ``batch_size // world`` rows for this rank. The global batch of
+    step k is the same rows whatever ``world`` is (DistributedSampler deals the
+    seeded permutation out round-robin)."""
+    if config.batch_size % world:
+        raise ValueError(f"--batch-size {config.batch_size} must be divisible by the "
+                         f"number of processes ({world})")
+    per_rank = config.batch_size // world
+    sampler = DistributedSampler(rows, num_replicas=world, rank=rank, shuffle=True,
+                                 seed=config.seed)
+    if config.bucket:
+        batches = BucketBatchSampler(sampler, rows.lengths, per_rank, seed=config.seed)
+        return DataLoader(rows, batch_sampler=batches, collate_fn=collate), batches
+    return DataLoader(rows, batch_size=per_rank, sampler=sampler, collate_fn=collate), sampler
+
+
+@torch.no_grad()
+def evaluate(model, rows: EncodedRows, batch_size: int, device) -> Dict:
+    """Accuracy and confusion matrix (rows: true class, columns: predicted).
+    Batches are in file order, of ``batch_size`` (the ``rnn`` model averages over
+    padding, so its predictions depend on the batch)."""
+    was_training = model.training
+    model.eval()
+    confusion = torch.zeros(len(CLASSES), len(CLASSES), dtype=torch.int64)
+    loader = DataLoader(rows, batch_size=batch_size, collate_fn=collate)
+    for tokens, lengths, labels in loader:
+        predicted = model(tokens.to(device), lengths).argmax(dim=1).cpu()
+        confusion += torch.bincount(labels * len(CLASSES) + predicted,
+                                    minlength=len(CLASSES) ** 2).view(len(CLASSES), len(CLASSES))
+    model.train(was_training)
+    return {"accuracy": confusion.diagonal().sum().item() / max(1, confusion.sum().item()),
+            "confusion": confusion.tolist()}
+
+
+def train(config: TrainConfig, corpus: Corpus, progress=True, log=print) -> Dict:
+    """Train from ``config.seed``; returns the model and per-epoch metrics."""
+    from tqdm.auto import tqdm
+
+    device = torch.device(config.device)
+    rank, world = distributed_context(config.device)
+    model = build_model(config.model, len(corpus.vocab), config.embed_dim, config.hidden_dim,
+                        len(CLASSES), config.backend, seed=config.seed).to(device)
+    clock = RecurrentClock(device)
+    model.clock = clock
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index or 0] if device.type == "cuda" else None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    loader, sampler = train_loader(corpus.train, config, rank, world)
+    epochs: List[Dict] = []
+    step_losses: List[float] = []
+    for epoch in range(config.epochs):
+        sampler.set_epoch(epoch)
+        clock.reset()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        rows = 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs} [{config.backend}]",
+                   disable=not progress or rank != 0, dynamic_ncols=True, leave=True)
+        losses = []
+        start = time.perf_counter()
+        for step, (tokens, lengths, labels) in enumerate(bar):
+            tokens, labels = tokens.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            logits = net(tokens, lengths)
+            loss = F.cross_entropy(logits, labels)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+            loss_sum += loss.detach() * len(labels)
+            correct += (logits.detach().argmax(1) == labels).sum()
+            rows += len(labels)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum.item() / rows:.4f}", acc=f"{correct.item() / rows:.4f}")
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        bar.close()
+        step_losses += torch.stack(losses).tolist() if losses else []
+        totals = torch.stack([loss_sum.cpu(), correct.cpu().double(), torch.tensor(float(rows), dtype=torch.float64)])
+        if world > 1:
+            dist.all_reduce(totals)
+        metrics = {"epoch": epoch + 1, "train_loss": totals[0].item() / totals[2].item(),
+                   "train_acc": totals[1].item() / totals[2].item(), "epoch_s": seconds,
+                   "samples_per_s": totals[2].item() / seconds,
+                   "recurrent_s": clock.total_s, "recurrent_forward_s": clock.forward_s,
+                   "recurrent_backward_s": clock.backward_s}
+        if corpus.test is not None:
+            result = evaluate(model, corpus.test, config.batch_size, device)
+            metrics["test_acc"], metrics["confusion"] = result["accuracy"], result["confusion"]
+        epochs.append(metrics)
+        if rank == 0:
+            test = f"  test acc {metrics['test_acc']:.4f}" if "test_acc" in metrics else ""
+            log(f"epoch {epoch + 1}: train loss {metrics['train_loss']:.4f}  train acc "
+                f"{metrics['train_acc']:.4f}{test}  {seconds:.1f} s  "
+                f"{metrics['samples_per_s']:.0f} samples/s  recurrent layer {clock.total_s:.2f} s")
+    return {"model": model, "epochs": epochs, "step_losses": step_losses, "rank": rank,
+            "world": world, "config": dataclasses.asdict(config)}
+
+
+def save_checkpoint(path: str, model, vocab: Vocab, config: TrainConfig, metrics=None):
+    """Model weights, vocabulary and config in one file (loadable with weights_only=True)."""
+    state = {"format": "fastrnn.agnews/1", "config": dataclasses.asdict(config),
+             "vocab": vocab.state_dict(), "classes": list(CLASSES),
+             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "metrics": metrics or []}
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, backend: Optional[str] = None, device="cpu"):
+    """(model in eval mode, vocab, config) from a checkpoint; ``backend``
+    overrides the one it was trained with (the weights are the same)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != "fastrnn.agnews/1":
+        raise ValueError(f"{path} is not a fastrnn.agnews checkpoint")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in state["config"].items() if k in known})
+    if backend is not None:
+        config.backend = backend
+    vocab = Vocab.from_state_dict(state["vocab"])
+    model = build_model(config.model, len(vocab), config.embed_dim, config.hidden_dim,
+                        len(state["classes"]), config.backend)
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval(), vocab, config
+
+
+@torch.no_grad()
+def predict(model, vocab: Vocab, text: str, device="cpu") -> Dict[str, float]:
+    """Class probabilities of one headline/text."""
+    ids = torch.tensor([vocab.encode(basic_english(text)) or [vocab.unk_id]])
+    probs = torch.softmax(model(ids.to(device), torch.tensor([ids.shape[1]])), dim=1)[0].cpu()
+    return {name: p.item() for name, p in zip(CLASSES, probs)}
