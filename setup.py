@@ -15,6 +15,15 @@ Environment switches:
   FASTRNN_CPU_ONLY=1  build without the CUDA kernels even where they could be built
   FASTRNN_NATIVE=0    do not add -mavx2 -mfma when the build machine has them
   FASTRNN_DEBUG=1     -O0 -g
+  FASTRNN_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer build of the C++ code
+                      (-fsanitize=address,undefined -fno-sanitize-recover=undefined
+                      -fno-omit-frame-pointer -O1 -g, compile and link; CPU only). Python itself
+                      is not instrumented, so run it with the ASan runtime preloaded:
+                        LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
+                        ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+                        python -m pytest tests
+                      (.ci/run does this in its sanitizer job). Build it in a separate checkout or
+                      venv: an instrumented _C.so fails to load without the preloaded runtime.
 """
 import glob
 import os
@@ -88,19 +97,27 @@ def nvidia_wheel_includes():
 
 def extensions():
     debug = os.environ.get("FASTRNN_DEBUG", "0") == "1"
+    sanitize = os.environ.get("FASTRNN_SANITIZE", "0") == "1"
     opt = ["-O0", "-g"] if debug else ["-O3"]
+    san = []
+    if sanitize:
+        opt = ["-O1", "-g"]
+        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+               "-fno-omit-frame-pointer"]
     # -fno-trapping-math lets GCC if-convert the branch-free activations and
     # vectorise the pointwise loops; it changes no result (FP traps are off anyway).
-    cxx = opt + ["-fopenmp", "-fno-trapping-math"] + cpu_flags()
+    cxx = opt + san + ["-fopenmp", "-fno-trapping-math"] + cpu_flags()
     sources = ["csrc/ops.cpp", "csrc/cpu/recurrence_cpu.cpp"]
-    kwargs = dict(extra_link_args=["-fopenmp"], py_limited_api=False)
-    if want_cuda():
+    kwargs = dict(extra_link_args=["-fopenmp"] + san, py_limited_api=False)
+    if sanitize:
+        print("fastrnn: FASTRNN_SANITIZE=1: ASan+UBSan build, CPU only")
+    elif want_cuda():
         from torch.utils.cpp_extension import CUDAExtension
 
         defines = ["-DFASTRNN_WITH_CUDA"]
         return [CUDAExtension(
             "fastrnn._C",
-            sources + ["csrc/cuda/recurrence_cuda.cu"],
+            sources + ["csrc/cuda/recurrence_cuda.cu", "csrc/cuda/persistent.cu"],
             include_dirs=nvidia_wheel_includes(),
             extra_compile_args={"cxx": cxx + defines, "nvcc": opt + defines},
             **kwargs,
@@ -116,5 +133,7 @@ setup(
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     python_requires=">=3.9",
-    install_requires=["torch>=2.4"],
+    install_requires=["torch>=2.4", "tqdm"],
+    extras_require={"plot": ["matplotlib"]},
+    entry_points={"console_scripts": ["fastrnn-agnews = fastrnn.agnews.cli:main"]},
 )

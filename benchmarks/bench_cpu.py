@@ -165,9 +165,14 @@ def main():
     print(HEADER)
     print("|---" * 10 + "|")
     results = run(args.shapes, args.cells, args.levels, args.min_run_time)
+    # Memory that autograd keeps for backward (benchmarks/saved_memory.py).
+    import saved_memory
+    print()
+    saved = saved_memory.run()
+    saved_memory.print_table(saved)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(machine=info, results=results), f, indent=1)
+            json.dump(dict(machine=info, results=results, saved_memory=saved), f, indent=1)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 //       -> (grad_input_proj, grad_weight_hh, grad_bias_hh, grad_h0, [grad_c0])
 // Autograd and fake (meta) implementations are registered in fastrnn/ops.py.
 #include <Python.h>
+#include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include "recurrence.h"
@@ -25,6 +26,8 @@ const char* cell_name(CellKind kind) {
 }
 
 PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64_t total_tokens) {
+  TORCH_CHECK(batch_sizes.defined(), "fastrnn: batch_sizes must be a 1-D int64 tensor on the "
+              "CPU (as in PackedSequence), got None");
   TORCH_CHECK(batch_sizes.device().is_cpu() && batch_sizes.scalar_type() == at::kLong &&
                   batch_sizes.dim() == 1,
               "fastrnn: batch_sizes must be a 1-D int64 tensor on the CPU (as in PackedSequence), "
@@ -53,6 +56,30 @@ PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64
   TORCH_CHECK(total == total_tokens, "fastrnn: batch_sizes sum to ", total,
               " but input_proj has ", total_tokens, " rows (one per token)");
   return out;
+}
+
+BackwardBuffers::BackwardBuffers(CellKind kind, const at::Tensor& grad_output_,
+                                 const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
+                                 const at::Tensor& weight_hh_, const at::Tensor& h0_,
+                                 const at::Tensor& c0_, const at::Tensor& output_,
+                                 const at::Tensor& workspace_)
+    : output(output_.contiguous()),
+      workspace(workspace_.contiguous()),
+      grad_output(grad_output_.contiguous()),
+      weight_hh(weight_hh_.contiguous()),
+      h0(h0_.contiguous()) {
+  const bool has_cell = kind == CellKind::LSTM;
+  const int64_t H = weight_hh.size(1), GH = gate_count(kind) * H, N = output.size(0);
+  c0 = has_cell ? c0_.contiguous() : at::Tensor();
+  dh = grad_h_n.contiguous().clone();
+  dc = has_cell ? grad_c_n.contiguous().clone() : at::Tensor();
+  dgx = at::empty({N, GH}, output.options());
+  dgh = kind == CellKind::GRU ? at::empty({N, GH}, output.options()) : dgx;
+  h_prev = at::empty({N, H}, output.options());
+}
+
+BackwardResult BackwardBuffers::finish() const {
+  return {dgx, at::mm(dgh.t(), h_prev), dgh.sum(0), dh, dc};
 }
 
 namespace {
@@ -89,6 +116,7 @@ PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
               "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
               "*hidden_size, hidden_size], got ", weight_hh.sizes());
   const int64_t H = weight_hh.size(1);
+  TORCH_CHECK(H >= 1, "fastrnn: hidden_size (weight_hh.size(1)) must be at least 1, got ", H);
   TORCH_CHECK(h0.dim() == 2, "fastrnn: h0 must have shape [batch, hidden_size=", H, "], got ",
               h0.sizes());
   const int64_t batch = h0.size(0);
@@ -120,6 +148,7 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
               "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
               "*hidden_size, hidden_size], got ", weight_hh.sizes());
   const int64_t H = weight_hh.size(1);
+  TORCH_CHECK(H >= 1, "fastrnn: hidden_size (weight_hh.size(1)) must be at least 1, got ", H);
   TORCH_CHECK(h0.dim() == 2, "fastrnn: h0 must have shape [batch, hidden_size], got ", h0.sizes());
   const int64_t batch = h0.size(0);
   check_like(h0, "h0", weight_hh);
@@ -144,6 +173,11 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
               weight_hh.device());
   if (S > 0) {
     check_shape(workspace, "workspace", {N, S * H}, "as returned by the forward op");
+    // The workspace is in the compute dtype: float32 for bfloat16/float16.
+    const auto dtype = weight_hh.scalar_type();
+    const auto ws_dtype = (dtype == at::kBFloat16 || dtype == at::kHalf) ? at::kFloat : dtype;
+    TORCH_CHECK(workspace.scalar_type() == ws_dtype, "fastrnn: workspace must have dtype ",
+                ws_dtype, " (as returned by the forward op), got ", workspace.scalar_type());
   }
   return read_batch_sizes(batch_sizes, batch, N);
 }

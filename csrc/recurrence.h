@@ -68,37 +68,45 @@ struct BackwardResult {
   at::Tensor grad_input_proj, grad_weight_hh, grad_bias_hh, grad_h0, grad_c0;
 };
 
+// The tensors of one backward pass, the same for every device and path (defined in
+// ops.cpp): contiguous inputs; dh (dc), the gradient of the running state, which
+// holds grad_h_n (grad_c_n) on entry and grad_h0 (grad_c0) after the time loop;
+// per token dgx = dL/d(input_proj) [N, G*H], dgh = dL/d(W_hh h + b_hh) [N, G*H]
+// (the same tensor as dgx unless GRU) and h_prev = h_{t-1} [N, H].
+struct BackwardBuffers {
+  BackwardBuffers(CellKind kind, const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                  const at::Tensor& grad_c_n, const at::Tensor& weight_hh, const at::Tensor& h0,
+                  const at::Tensor& c0, const at::Tensor& output, const at::Tensor& workspace);
+  // After the time loop: grad_weight_hh = dgh^T @ h_prev and grad_bias_hh = the sum of
+  // dgh over tokens, one GEMM and one reduction (no atomics: deterministic).
+  BackwardResult finish() const;
+
+  at::Tensor output, workspace, grad_output, weight_hh, h0, c0;
+  at::Tensor dh, dc, dgx, dgh, h_prev;
+};
+
+// The kernels of one device (or path), forward and backward, over one layer in one
+// direction; the tensors are in the compute dtype (float or double) and checked.
+using ForwardFn = ForwardResult(CellKind kind, const PackedSteps& steps,
+                                const at::Tensor& input_proj, const at::Tensor& weight_hh,
+                                const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
+                                const at::Tensor& c0, bool reverse);
+using BackwardFn = BackwardResult(CellKind kind, const PackedSteps& steps,
+                                  const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                  const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
+                                  const at::Tensor& h0, const at::Tensor& c0,
+                                  const at::Tensor& output, const at::Tensor& workspace,
+                                  bool reverse);
+
 namespace cpu {
-
-ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
-                                 const at::Tensor& input_proj, const at::Tensor& weight_hh,
-                                 const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                                 const at::Tensor& c0, bool reverse);
-
-BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
-                                   const at::Tensor& grad_output, const at::Tensor& grad_h_n,
-                                   const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
-                                   const at::Tensor& h0, const at::Tensor& c0,
-                                   const at::Tensor& output, const at::Tensor& workspace,
-                                   bool reverse);
-
+ForwardFn recurrence_forward;
+BackwardFn recurrence_backward;
 }  // namespace cpu
 
 #ifdef FASTRNN_WITH_CUDA
 namespace cuda {
-
-ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
-                                 const at::Tensor& input_proj, const at::Tensor& weight_hh,
-                                 const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                                 const at::Tensor& c0, bool reverse);
-
-BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
-                                   const at::Tensor& grad_output, const at::Tensor& grad_h_n,
-                                   const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
-                                   const at::Tensor& h0, const at::Tensor& c0,
-                                   const at::Tensor& output, const at::Tensor& workspace,
-                                   bool reverse);
-
+ForwardFn recurrence_forward;
+BackwardFn recurrence_backward;
 }  // namespace cuda
 #endif
 }  // namespace fastrnn

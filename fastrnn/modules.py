@@ -81,8 +81,12 @@ class _FusedRNNBase(nn.RNNBase):
         else:
             time_major = input.transpose(0, 1) if self.batch_first else input
             steps, batch = time_major.shape[0], time_major.shape[1]
+            if steps == 0:
+                raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
             data = time_major.reshape(steps * batch, time_major.shape[2])
-            batch_sizes = torch.full((steps,), batch, dtype=torch.int64, device="cpu")
+            # An empty batch has no live row at any step: no steps at all for the ops.
+            batch_sizes = torch.full((steps if batch else 0,), batch, dtype=torch.int64,
+                                     device="cpu")
             padded_shape = (steps, batch)
         output, h_n, c_n = rnn_stack(
             self.mode, data, batch_sizes, h0, c0, self._flat_weights, self.bias,

@@ -81,6 +81,16 @@ def _workspace_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
 
 
+def _check_same_device(weight_hh: Tensor, **tensors: Optional[Tensor]) -> None:
+    for name, t in tensors.items():
+        if t is not None:
+            torch._check(
+                t.device == weight_hh.device,
+                lambda: f"fastrnn: {name} must be on {weight_hh.device} (the device of "
+                f"weight_hh), got {t.device}",
+            )
+
+
 def _register(cell: str) -> None:
     _, saved, has_cell = CELLS[cell]
     forward_name = f"fastrnn::{cell}_forward"
@@ -93,6 +103,10 @@ def _register(cell: str) -> None:
             lambda: "fastrnn: batch_sizes must be a 1-D int64 tensor on the CPU "
             f"(as in PackedSequence), got one on {batch_sizes.device}",
         )
+        # One meta tensor among real ones sends the call here: refuse mixed devices
+        # rather than return uninitialised results.
+        _check_same_device(weight_hh, input_proj=input_proj, bias_hh=bias_hh, h0=h0,
+                           c0=rest[0] if has_cell else None)
         gates = CELLS[cell][0]
         torch._check(
             weight_hh.dim() == 2 and weight_hh.shape[0] == gates * weight_hh.shape[1],
@@ -115,6 +129,19 @@ def _register(cell: str) -> None:
     @torch.library.register_fake(f"fastrnn::{cell}_backward")
     def _(grad_output, grad_h_n, *rest):
         weight_hh, h0 = (rest[2], rest[3]) if has_cell else (rest[1], rest[2])
+        batch_sizes = rest[1] if has_cell else rest[0]
+        torch._check(
+            batch_sizes.device.type == "cpu" or grad_output.device.type == "meta",
+            lambda: "fastrnn: batch_sizes must be a 1-D int64 tensor on the CPU "
+            f"(as in PackedSequence), got one on {batch_sizes.device}",
+        )
+        names = (["grad_output", "grad_h_n", "grad_c_n", "batch_sizes", "weight_hh", "h0", "c0",
+                  "output", "workspace"] if has_cell else
+                 ["grad_output", "grad_h_n", "batch_sizes", "weight_hh", "h0", "output",
+                  "workspace"])
+        tensors = dict(zip(names, (grad_output, grad_h_n) + tuple(rest)))
+        del tensors["batch_sizes"], tensors["weight_hh"]
+        _check_same_device(weight_hh, **tensors)
         tokens = grad_output.shape[0]
         grads = [
             weight_hh.new_empty((tokens, weight_hh.shape[0])),

@@ -150,37 +150,29 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
 }
 
 template <typename T, typename Cell>
-BackwardResult backward_impl(const PackedSteps& steps, const at::Tensor& grad_output,
-                             const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
+BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
+                             const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                             const at::Tensor& grad_c_n,
                              const at::Tensor& weight_hh, const at::Tensor& h0,
                              const at::Tensor& c0, const at::Tensor& output,
                              const at::Tensor& workspace, bool reverse) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  const int64_t H = weight_hh.size(1), GH = G * H, N = output.size(0), T_ = steps.steps();
+  const int64_t H = weight_hh.size(1), GH = G * H, T_ = steps.steps();
 
-  at::Tensor out_t = output.contiguous();
-  at::Tensor ws_t = workspace.contiguous();
-  at::Tensor gout_t = grad_output.contiguous();
-  at::Tensor h0_t = h0.contiguous();
-  at::Tensor c0_t = Cell::kHasCell ? c0.contiguous() : at::Tensor();
-  at::Tensor w_t = weight_hh.contiguous();
-  at::Tensor dh = grad_h_n.contiguous().clone();
-  at::Tensor dc = Cell::kHasCell ? grad_c_n.contiguous().clone() : at::Tensor();
-  at::Tensor dgx_t = at::empty({N, GH}, output.options());
-  at::Tensor dgh_t = Cell::kSeparateHiddenGrad ? at::empty({N, GH}, output.options()) : dgx_t;
-  at::Tensor h_prev_t = at::empty({N, H}, output.options());
-  StepGemm<T> gemm(w_t, GH, H);
+  BackwardBuffers buf(kind, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output,
+                      workspace);
+  StepGemm<T> gemm(buf.weight_hh, GH, H);
 
-  const T* out = out_t.const_data_ptr<T>();
-  const T* ws = ws_t.const_data_ptr<T>();
-  const T* gout = gout_t.const_data_ptr<T>();
-  const T* h0p = h0_t.const_data_ptr<T>();
-  const T* c0p = Cell::kHasCell ? c0_t.const_data_ptr<T>() : nullptr;
-  T* dhp = dh.data_ptr<T>();
-  T* dcp = Cell::kHasCell ? dc.data_ptr<T>() : nullptr;
-  T* dgx = dgx_t.data_ptr<T>();
-  T* dgh = dgh_t.data_ptr<T>();
-  T* h_prev = h_prev_t.data_ptr<T>();
+  const T* out = buf.output.const_data_ptr<T>();
+  const T* ws = buf.workspace.const_data_ptr<T>();
+  const T* gout = buf.grad_output.const_data_ptr<T>();
+  const T* h0p = buf.h0.const_data_ptr<T>();
+  const T* c0p = Cell::kHasCell ? buf.c0.const_data_ptr<T>() : nullptr;
+  T* dhp = buf.dh.data_ptr<T>();
+  T* dcp = Cell::kHasCell ? buf.dc.data_ptr<T>() : nullptr;
+  T* dgx = buf.dgx.data_ptr<T>();
+  T* dgh = buf.dgh.data_ptr<T>();
+  T* h_prev = buf.h_prev.data_ptr<T>();
 
   // h_{t-1} of every token, for the GRU backward and for grad_weight_hh.
   for (int64_t t = 0; t < T_; ++t) {
@@ -221,9 +213,7 @@ BackwardResult backward_impl(const PackedSteps& steps, const at::Tensor& grad_ou
     }
   }
 
-  at::Tensor grad_weight_hh = at::mm(dgh_t.t(), h_prev_t);
-  at::Tensor grad_bias_hh = dgh_t.sum(0);
-  return {dgx_t, grad_weight_hh, grad_bias_hh, dh, dc};
+  return buf.finish();
 }
 
 // Calls fn<T, Cell>() for the runtime cell kind and compute dtype.
@@ -271,8 +261,8 @@ BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
                                    const at::Tensor& h0, const at::Tensor& c0,
                                    const at::Tensor& output, const at::Tensor& workspace,
                                    bool reverse) {
-  return dispatch<Backward>(kind, output.scalar_type(), steps, grad_output, grad_h_n, grad_c_n,
-                            weight_hh, h0, c0, output, workspace, reverse);
+  return dispatch<Backward>(kind, output.scalar_type(), kind, steps, grad_output, grad_h_n,
+                            grad_c_n, weight_hh, h0, c0, output, workspace, reverse);
 }
 
 }  // namespace cpu

@@ -1,4 +1,5 @@
-// The packed time loop on CUDA: the general per-step path.
+// The packed time loop on CUDA: the general per-step path, and the entry points
+// that choose between it and the persistent path (persistent.h).
 //
 // Per step: one cuBLAS GEMM on the live rows (through ATen, on the current
 // stream) and one fused pointwise kernel using the cell math of
@@ -10,8 +11,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include "../cell_math.h"
-#include "../recurrence.h"
+#include "persistent.h"
 
 namespace fastrnn {
 namespace cuda {
@@ -130,58 +130,36 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
 }
 
 template <typename T, typename Cell>
-BackwardResult backward_impl(const PackedSteps& steps, const at::Tensor& grad_output,
-                             const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
-                             const at::Tensor& weight_hh, const at::Tensor& h0,
-                             const at::Tensor& c0, const at::Tensor& output,
+BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
+                             const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                             const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
+                             const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& output,
                              const at::Tensor& workspace, bool reverse) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  const int64_t H = weight_hh.size(1), GH = G * H, N = output.size(0), T_ = steps.steps();
+  const int64_t H = weight_hh.size(1), GH = G * H, T_ = steps.steps();
   auto stream = at::cuda::getCurrentCUDAStream();
 
-  at::Tensor out_t = output.contiguous();
-  at::Tensor ws_t = workspace.contiguous();
-  at::Tensor gout_t = grad_output.contiguous();
-  at::Tensor h0_t = h0.contiguous();
-  at::Tensor c0_t = Cell::kHasCell ? c0.contiguous() : at::Tensor();
-  at::Tensor w_t = weight_hh.contiguous();  // [GH, H]
-  at::Tensor dh = grad_h_n.contiguous().clone();
-  at::Tensor dc = Cell::kHasCell ? grad_c_n.contiguous().clone() : at::Tensor();
-  at::Tensor dgx_t = at::empty({N, GH}, output.options());
-  at::Tensor dgh_t = Cell::kSeparateHiddenGrad ? at::empty({N, GH}, output.options()) : dgx_t;
-  at::Tensor h_prev_t = at::empty({N, H}, output.options());
-
-  const T* out = out_t.const_data_ptr<T>();
-  const T* ws = ws_t.const_data_ptr<T>();
-  const T* c0p = Cell::kHasCell ? c0_t.const_data_ptr<T>() : nullptr;
+  BackwardBuffers buf(kind, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output,
+                      workspace);
+  const T* out = buf.output.const_data_ptr<T>();
+  const T* ws = buf.workspace.const_data_ptr<T>();
+  const T* c0p = Cell::kHasCell ? buf.c0.const_data_ptr<T>() : nullptr;
   for (int64_t s = 0; s < T_; ++s) {
     const int64_t t = reverse ? s : T_ - 1 - s;
     const int64_t rows = steps.sizes[t], off = steps.offsets[t];
-    PrevRows<T> h_src = prev_rows(steps, reverse, t, out, H, h0_t.const_data_ptr<T>(), H);
+    PrevRows<T> h_src = prev_rows(steps, reverse, t, out, H, buf.h0.const_data_ptr<T>(), H);
     PrevRows<T> c_src = Cell::kHasCell ? prev_rows(steps, reverse, t, ws + 4 * H, S * H, c0p, H)
                                        : PrevRows<T>{nullptr, 0, 0, nullptr, 0};
     backward_pointwise<T, Cell><<<blocks_for(rows * H), kThreads, 0, stream>>>(
         rows, H, S > 0 ? ws + off * S * H : out + off * H, h_src, c_src,
-        gout_t.const_data_ptr<T>() + off * H, h_prev_t.data_ptr<T>() + off * H,
-        dh.data_ptr<T>(), Cell::kHasCell ? dc.data_ptr<T>() : nullptr,
-        dgx_t.data_ptr<T>() + off * GH, dgh_t.data_ptr<T>() + off * GH);
+        buf.grad_output.const_data_ptr<T>() + off * H, buf.h_prev.data_ptr<T>() + off * H,
+        buf.dh.data_ptr<T>(), Cell::kHasCell ? buf.dc.data_ptr<T>() : nullptr,
+        buf.dgx.data_ptr<T>() + off * GH, buf.dgh.data_ptr<T>() + off * GH);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    step_gemm<T>(w_t, rows, dgh_t.data_ptr<T>() + off * GH, GH, dh.data_ptr<T>(), H,
-                 at::Tensor(), Cell::kSeparateHiddenGrad);
+    step_gemm<T>(buf.weight_hh, rows, buf.dgh.data_ptr<T>() + off * GH, GH, buf.dh.data_ptr<T>(),
+                 H, at::Tensor(), Cell::kSeparateHiddenGrad);
   }
-  at::Tensor grad_weight_hh = at::mm(dgh_t.t(), h_prev_t);
-  at::Tensor grad_bias_hh = dgh_t.sum(0);
-  return {dgx_t, grad_weight_hh, grad_bias_hh, dh, dc};
-}
-
-template <typename T, typename F>
-auto with_cell(CellKind kind, const F& fn) {
-  switch (kind) {
-    case CellKind::LSTM: return fn(LSTMCell<T>());
-    case CellKind::GRU: return fn(GRUCell<T>());
-    case CellKind::RNN_TANH: return fn(RNNCell<T, false>());
-    default: return fn(RNNCell<T, true>());
-  }
+  return buf.finish();
 }
 
 }  // namespace
@@ -191,14 +169,13 @@ ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
                                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
                                  const at::Tensor& c0, bool reverse) {
   c10::cuda::CUDAGuard guard(input_proj.device());
-  auto run = [&](auto type_tag) {
-    using T = decltype(type_tag);
-    return with_cell<T>(kind, [&](auto cell) {
-      return forward_impl<T, decltype(cell)>(steps, input_proj, weight_hh, bias_hh, h0, c0,
-                                             reverse);
-    });
-  };
-  return input_proj.scalar_type() == at::kDouble ? run(double()) : run(float());
+  if (use_persistent(kind, weight_hh.size(1), input_proj.element_size(), h0.size(0))) {
+    return persistent_forward(kind, steps, input_proj, weight_hh, bias_hh, h0, c0, reverse);
+  }
+  return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
+    return forward_impl<decltype(type_tag), decltype(cell)>(steps, input_proj, weight_hh, bias_hh,
+                                                            h0, c0, reverse);
+  });
 }
 
 BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
@@ -208,14 +185,15 @@ BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
                                    const at::Tensor& output, const at::Tensor& workspace,
                                    bool reverse) {
   c10::cuda::CUDAGuard guard(output.device());
-  auto run = [&](auto type_tag) {
-    using T = decltype(type_tag);
-    return with_cell<T>(kind, [&](auto cell) {
-      return backward_impl<T, decltype(cell)>(steps, grad_output, grad_h_n, grad_c_n, weight_hh,
-                                              h0, c0, output, workspace, reverse);
-    });
-  };
-  return output.scalar_type() == at::kDouble ? run(double()) : run(float());
+  if (use_persistent(kind, weight_hh.size(1), output.element_size(), h0.size(0))) {
+    return persistent_backward(kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0,
+                               output, workspace, reverse);
+  }
+  return with_types(kind, output.scalar_type(), [&](auto type_tag, auto cell) {
+    return backward_impl<decltype(type_tag), decltype(cell)>(
+        kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output, workspace,
+        reverse);
+  });
 }
 
 }  // namespace cuda

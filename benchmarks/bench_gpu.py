@@ -1,0 +1,200 @@
+"""fastrnn vs torch.nn (cuDNN) on a CUDA GPU, in one run, with torch.utils.benchmark.
+
+    python benchmarks/bench_gpu.py [--json results.json] [--min-run-time 0.3]
+
+float32, one-layer unidirectional modules (fastrnn.X vs torch.nn.X, same weights),
+forward alone (under no_grad) and forward+backward, each timed as a median, with
+the peak memory (torch.cuda.max_memory_allocated above what was allocated before
+the call). Packed timings include pack_padded_sequence(..., enforce_sorted=False).
+Shapes (the issue's):
+- agnews:   batch 16, input 64, hidden 32, lengths of real AG News rows; LSTM, GRU,
+            RNN; packed and padded; fastrnn also with FASTRNN_CUDA_PATH=per_step.
+- fastrnns: PyTorch's benchmarks/fastrnns shape: seq 100, batch 64, input 512,
+            hidden 512, all lengths equal (padded and packed); LSTM.
+- varlen:   the same with lengths drawn uniformly from 30-100, packed; LSTM.
+Targets (checked at the end, "targets" in the JSON): agnews LSTM packed >= 5x faster
+than torch.nn packed and >= 2x faster than torch.nn padded; fastrnns within 1.1x of
+cuDNN (padded); varlen packed >= 1.5x faster than cuDNN packed.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+
+import torch
+import torch.utils.benchmark as benchmark
+from torch.nn.utils.rnn import pack_padded_sequence
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fastrnn  # noqa: E402
+from agnews_lengths import length_population, sample_lengths  # noqa: E402
+
+CLASSES = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN"}
+
+
+def shapes(population, seed):
+    gen = torch.Generator().manual_seed(seed)
+    agnews = sample_lengths(16, population, gen)
+    varlen = torch.randint(30, 101, (64,), generator=gen)
+    varlen[0] = 100
+    return {
+        "agnews": dict(input_size=64, hidden_size=32, lengths=agnews,
+                       cells=["lstm", "gru", "rnn_tanh"], layouts=["packed", "padded"]),
+        "fastrnns": dict(input_size=512, hidden_size=512, lengths=torch.full((64,), 100),
+                         cells=["lstm"], layouts=["padded", "packed"]),
+        "varlen": dict(input_size=512, hidden_size=512, lengths=varlen, cells=["lstm"],
+                       layouts=["packed", "padded"]),
+    }
+
+
+def make_run(module, x, lengths, layout, backward):
+    def forward():
+        if layout == "packed":
+            return module(pack_padded_sequence(x, lengths, enforce_sorted=False))[0].data
+        return module(x)[0]
+
+    if backward:
+        def run():
+            forward().sum().backward()
+    else:
+        def run():
+            with torch.no_grad():
+                forward()
+    return run
+
+
+def measure(run, min_run_time, cuda_path):
+    """Median ms and peak bytes above the baseline, with FASTRNN_CUDA_PATH set."""
+    old = os.environ.get("FASTRNN_CUDA_PATH")
+    os.environ["FASTRNN_CUDA_PATH"] = cuda_path
+    try:
+        run()  # warm-up (cuDNN plans, cuBLAS handles, caching allocator)
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        run()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        timer = benchmark.Timer(stmt="run()", globals={"run": run})
+        ms = timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+    finally:
+        if old is None:
+            del os.environ["FASTRNN_CUDA_PATH"]
+        else:
+            os.environ["FASTRNN_CUDA_PATH"] = old
+    return ms, peak
+
+
+def run_all(min_run_time, seed, only):
+    population, source = length_population()
+    print(f"AG News lengths from: {source}", flush=True)
+    results = []
+    for shape, cfg in shapes(population, seed).items():
+        if only and shape not in only:
+            continue
+        lengths = cfg["lengths"]
+        batch, steps = lengths.numel(), int(lengths.max())
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(steps, batch, cfg["input_size"], generator=gen).cuda()
+        for cell in cfg["cells"]:
+            extra = {"nonlinearity": "tanh"} if cell == "rnn_tanh" else {}
+            torch.manual_seed(seed)
+            ref = getattr(torch.nn, CLASSES[cell])(cfg["input_size"], cfg["hidden_size"],
+                                                   **extra).cuda()
+            ours = getattr(fastrnn, CLASSES[cell])(cfg["input_size"], cfg["hidden_size"],
+                                                   **extra).cuda()
+            ours.load_state_dict(ref.state_dict())
+            for backward in (False, True):
+                row = dict(shape=shape, cell=cell, batch=batch, steps=steps,
+                           tokens=int(lengths.sum()), input_size=cfg["input_size"],
+                           hidden_size=cfg["hidden_size"],
+                           pass_="forward+backward" if backward else "forward")
+                for layout in cfg["layouts"]:
+                    impls = [("fastrnn", ours, "auto"), ("torch", ref, "auto")]
+                    if shape == "agnews":
+                        impls.insert(1, ("fastrnn_per_step", ours, "per_step"))
+                    for name, module, path in impls:
+                        for p in module.parameters():
+                            p.grad = None
+                        ms, peak = measure(make_run(module, x, lengths, layout, backward),
+                                           min_run_time, path)
+                        row[f"{name}_{layout}_ms"] = ms
+                        row[f"{name}_{layout}_peak_bytes"] = peak
+                for layout in cfg["layouts"]:
+                    row[f"speedup_{layout}"] = row[f"torch_{layout}_ms"] / row[f"fastrnn_{layout}_ms"]
+                print_row(row, cfg["layouts"])
+                results.append(row)
+    return results, source
+
+
+def print_row(row, layouts):
+    """One line of times (ms) and speed-ups (torch / fastrnn, same layout), one of memory."""
+    parts = [f"{row['shape']:8s} {row['cell']:8s} {row['pass_']:16s}"]
+    for key in sorted(k for k in row if k.endswith("_ms")):
+        parts.append(f"{key[:-3]}={row[key]:.3f}ms")
+    for layout in layouts:
+        parts.append(f"speedup_{layout}={row[f'speedup_{layout}']:.2f}x")
+    mem = [f"{k[:-11]}={row[k] / 2**20:.1f}MiB" for k in sorted(row) if k.endswith("_peak_bytes")]
+    print(" ".join(parts), flush=True)
+    print("    peak memory: " + " ".join(mem), flush=True)
+
+
+def check_targets(results):
+    def find(shape, cell, pass_):
+        return next((r for r in results if r["shape"] == shape and r["cell"] == cell
+                     and r["pass_"] == pass_), None)
+
+    targets = []
+    for pass_ in ("forward", "forward+backward"):
+        for shape, key, want, what in [
+            ("agnews", ("fastrnn_packed_ms", "torch_packed_ms"), 5.0,
+             "agnews LSTM packed >= 5x faster than torch.nn packed (cuDNN)"),
+            ("agnews", ("fastrnn_packed_ms", "torch_padded_ms"), 2.0,
+             "agnews LSTM packed >= 2x faster than torch.nn padded (cuDNN)"),
+            ("fastrnns", ("fastrnn_padded_ms", "torch_padded_ms"), 1 / 1.1,
+             "fastrnns LSTM within 1.1x of cuDNN (padded)"),
+            ("varlen", ("fastrnn_packed_ms", "torch_packed_ms"), 1.5,
+             "varlen LSTM packed >= 1.5x faster than cuDNN packed"),
+        ]:
+            row = find(shape, "lstm", pass_)
+            if row is None:
+                continue
+            speedup = row[key[1]] / row[key[0]]
+            targets.append(dict(target=f"{what}, {pass_}", speedup=speedup, needed=want,
+                                met=speedup >= want))
+    for t in targets:
+        print(f"{'MET   ' if t['met'] else 'MISSED'} {t['target']}: {t['speedup']:.2f}x "
+              f"(needed {t['needed']:.2f}x)", flush=True)
+    return targets
+
+
+def machine():
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return dict(gpu=props.name, sms=props.multi_processor_count,
+                smem_per_block_optin=getattr(props, "shared_memory_per_block_optin", None),
+                torch=torch.__version__, cuda=torch.version.cuda,
+                cudnn=torch.backends.cudnn.version(), python=platform.python_version())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--min-run-time", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shapes", nargs="*", help="only these shapes")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench_gpu.py: no CUDA GPU")
+    info = machine()
+    print(f"machine: {info}", flush=True)
+    results, source = run_all(args.min_run_time, args.seed, args.shapes)
+    targets = check_targets(results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(machine=info, lengths_source=source, results=results,
+                           targets=targets), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

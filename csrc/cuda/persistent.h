@@ -1,0 +1,59 @@
+// The two CUDA paths and the choice between them.
+//
+// per-step (recurrence_cuda.cu): per time step one cuBLAS GEMM on the live rows
+//   and one fused pointwise kernel; any hidden size.
+// persistent (persistent.cu): one kernel launch per layer and direction for the
+//   whole sequence; weight_hh and the row states stay in shared memory. Only when
+//   weight_hh fits on chip (small hidden sizes), where per-step launches, not
+//   FLOPs, are the cost.
+// FASTRNN_CUDA_PATH=auto (default) | persistent | per_step picks one; it is read
+// on every call, so tests and benchmarks can force either.
+#pragma once
+
+#include "../cell_math.h"
+#include "../recurrence.h"
+
+namespace fastrnn {
+namespace cuda {
+
+// Calls fn(T(), Cell()) for the compute dtype (float or double) and the cell kind.
+template <typename F>
+auto with_types(CellKind kind, at::ScalarType dtype, const F& fn) {
+  auto run = [&](auto type_tag) {
+    using T = decltype(type_tag);
+    switch (kind) {
+      case CellKind::LSTM: return fn(type_tag, LSTMCell<T>());
+      case CellKind::GRU: return fn(type_tag, GRUCell<T>());
+      case CellKind::RNN_TANH: return fn(type_tag, RNNCell<T, false>());
+      default: return fn(type_tag, RNNCell<T, true>());
+    }
+  };
+  return dtype == at::kDouble ? run(double()) : run(float());
+}
+
+// Rows of the batch one thread block of the persistent kernels owns, at most.
+constexpr int64_t kPersistentMaxRows = 4;
+
+// Dynamic shared memory of a persistent kernel whose blocks own `rows` rows:
+// weight_hh (G*H*H values) plus per row two H-vectors (h, c or dh, dc) and two
+// G*H-vectors (gate inputs or gate gradients), all in the compute dtype.
+inline int64_t persistent_smem_bytes(CellKind kind, int64_t H, int64_t elem_size, int64_t rows) {
+  const int64_t GH = gate_count(kind) * H;
+  return elem_size * (GH * H + rows * (2 * H + 2 * GH));
+}
+
+// Whether this call takes the persistent path: FASTRNN_CUDA_PATH=per_step -> no;
+// persistent -> yes, or a clear error when the kernels do not fit the current
+// device; auto (or unset) -> yes when they fit (persistent_smem_bytes with
+// kPersistentMaxRows rows <= the device's opt-in shared memory per block) and the
+// batch is at most 2 * kPersistentMaxRows * (number of SMs) rows.
+bool use_persistent(CellKind kind, int64_t H, int64_t elem_size, int64_t batch);
+
+// The persistent path; same contract as recurrence_forward/recurrence_backward
+// (recurrence.h), and the same output/workspace layout as the per-step path, so
+// either backward consumes either forward's workspace.
+ForwardFn persistent_forward;
+BackwardFn persistent_backward;
+
+}  // namespace cuda
+}  // namespace fastrnn
