@@ -12,12 +12,19 @@
 // start as grad_h_n (grad_c_n): the pointwise backward of each live row, then
 // dh_prev (+)= dgh @ W_hh. grad_weight_hh and grad_bias_hh are one GEMM and one
 // reduction over all tokens after the loop.
+//
+// Threads: with the small GEMM (weights up to 256 KiB) each thread owns a block
+// of rows for the whole sequence (for_row_blocks), since rows never interact;
+// with BLAS (large weights) each step is one multithreaded GEMM and its
+// pointwise pass is split over rows. Either way every row is computed by the
+// same instructions whatever the thread count, so outputs do not depend on it.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "../cell_math.h"
 #include "../recurrence.h"
@@ -91,6 +98,36 @@ void for_rows(int64_t rows, int64_t work_per_row, const F& fn) {
   }
 }
 
+// Runs fn(row_begin, row_end) on blocks of rows that each own their rows for
+// the whole sequence. The rows of a packed batch are independent recurrences,
+// so with the small GEMM a thread can walk every step of its own rows: one
+// fork/join per call instead of one per step. Blocks hold about equal numbers
+// of tokens; with little work, or one thread, fn(0, batch) runs here.
+template <typename F>
+void for_row_blocks(const PackedSteps& steps, int64_t batch, int64_t work_per_token,
+                    const F& fn) {
+  const int64_t tokens = steps.steps() > 0 ? steps.offsets.back() + steps.sizes.back() : 0;
+  const int64_t blocks = std::min<int64_t>(at::get_num_threads(), batch);
+  if (blocks <= 1 || tokens * work_per_token < kParallelWork || at::in_parallel_region()) {
+    fn(0, batch);
+    return;
+  }
+  // row_tokens[r] = tokens of row r = number of steps with more than r live rows.
+  std::vector<int64_t> row_tokens(batch + 1, 0);
+  for (int64_t size : steps.sizes) row_tokens[size - 1] += 1;
+  for (int64_t r = batch - 1; r > 0; --r) row_tokens[r - 1] += row_tokens[r];
+  std::vector<int64_t> split{0};
+  int64_t done = 0;
+  for (int64_t r = 0; r < batch && static_cast<int64_t>(split.size()) < blocks; ++r) {
+    done += row_tokens[r];
+    if (done * blocks >= tokens * static_cast<int64_t>(split.size())) split.push_back(r + 1);
+  }
+  if (split.back() != batch) split.push_back(batch);
+  at::parallel_for(0, static_cast<int64_t>(split.size()) - 1, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) fn(split[i], split[i + 1]);
+  });
+}
+
 // Row `r` of the state before token (t, r): the previous step's row in the
 // packed buffer `packed` (row stride `ld`), or row r of `init` when the row
 // has no earlier token in this direction.
@@ -128,21 +165,34 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
   T* saved = workspace.data_ptr<T>();
   T* gh = gh_t.data_ptr<T>();
 
-  for (int64_t s = 0; s < T_; ++s) {
-    const int64_t t = reverse ? T_ - 1 - s : s;
-    const int64_t rows = steps.sizes[t], off = steps.offsets[t];
-    if (gemm.use_blas()) gemm.blas(rows, hp, H, gh, GH, bias_t, false);
-    for_rows(rows, GH * H, [&](int64_t r0, int64_t r1) {
-      if (!gemm.use_blas()) gemm.rows(r0, r1, hp, H, gh, GH, bias, false);
-      for (int64_t r = r0; r < r1; ++r) {
-        const T* __restrict gx_r = gx + (off + r) * GH;
-        const T* __restrict gh_r = gh + r * GH;
-        T* __restrict h_r = hp + r * H;
-        T* __restrict c_r = cp ? cp + r * H : nullptr;
-        T* __restrict saved_r = saved + (off + r) * S * H;
+  // Rows [r0, r1) of step t: GEMM (small path; BLAS ran for the whole step) and pointwise.
+  auto step_rows = [&](int64_t t, int64_t r0, int64_t r1) {
+    const int64_t off = steps.offsets[t];
+    if (!gemm.use_blas()) gemm.rows(r0, r1, hp, H, gh, GH, bias, false);
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* __restrict gx_r = gx + (off + r) * GH;
+      const T* __restrict gh_r = gh + r * GH;
+      T* __restrict h_r = hp + r * H;
+      T* __restrict c_r = cp ? cp + r * H : nullptr;
+      T* __restrict saved_r = saved + (off + r) * S * H;
 #pragma omp simd
-        for (int64_t j = 0; j < H; ++j) Cell::forward(j, H, gx_r, gh_r, h_r, c_r, saved_r);
-        std::memcpy(out + (off + r) * H, h_r, H * sizeof(T));
+      for (int64_t j = 0; j < H; ++j) Cell::forward(j, H, gx_r, gh_r, h_r, c_r, saved_r);
+      std::memcpy(out + (off + r) * H, h_r, H * sizeof(T));
+    }
+  };
+  if (gemm.use_blas()) {
+    for (int64_t s = 0; s < T_; ++s) {
+      const int64_t t = reverse ? T_ - 1 - s : s;
+      const int64_t rows = steps.sizes[t];
+      gemm.blas(rows, hp, H, gh, GH, bias_t, false);
+      for_rows(rows, GH * H, [&](int64_t r0, int64_t r1) { step_rows(t, r0, r1); });
+    }
+  } else {
+    for_row_blocks(steps, batch, GH * H, [&](int64_t lo, int64_t hi) {
+      for (int64_t s = 0; s < T_; ++s) {
+        const int64_t t = reverse ? T_ - 1 - s : s;
+        const int64_t r1 = std::min(hi, steps.sizes[t]);
+        if (r1 > lo) step_rows(t, lo, r1);
       }
     });
   }
@@ -182,35 +232,46 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
     }
   }
 
-  for (int64_t s = 0; s < T_; ++s) {
-    const int64_t t = reverse ? s : T_ - 1 - s;
-    const int64_t rows = steps.sizes[t], off = steps.offsets[t];
-    for_rows(rows, GH * H, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t tok = off + r;
-        const T* __restrict saved_r = S > 0 ? ws + tok * S * H : out + tok * H;
-        const T* __restrict h_prev_r = h_prev + tok * H;
-        const T* __restrict c_prev_r =
-            Cell::kHasCell ? previous_row(steps, reverse, t, r, ws + 4 * H, S * H, c0p, H)
-                           : nullptr;
-        const T* __restrict gout_r = gout + tok * H;
-        T* __restrict dh_r = dhp + r * H;
-        T* __restrict dc_r = dcp ? dcp + r * H : nullptr;
-        T* __restrict dgx_r = dgx + tok * GH;
-        T* __restrict dgh_r = dgh + tok * GH;
+  // Rows [r0, r1) of step t: pointwise backward, then (small path) dh_prev (+)= dgh @ W_hh.
+  auto step_rows = [&](int64_t t, int64_t r0, int64_t r1) {
+    const int64_t off = steps.offsets[t];
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t tok = off + r;
+      const T* __restrict saved_r = S > 0 ? ws + tok * S * H : out + tok * H;
+      const T* __restrict h_prev_r = h_prev + tok * H;
+      const T* __restrict c_prev_r =
+          Cell::kHasCell ? previous_row(steps, reverse, t, r, ws + 4 * H, S * H, c0p, H)
+                         : nullptr;
+      const T* __restrict gout_r = gout + tok * H;
+      T* __restrict dh_r = dhp + r * H;
+      T* __restrict dc_r = dcp ? dcp + r * H : nullptr;
+      T* __restrict dgx_r = dgx + tok * GH;
+      T* __restrict dgh_r = dgh + tok * GH;
 #pragma omp simd
-        for (int64_t j = 0; j < H; ++j) {
-          dh_r[j] += gout_r[j];
-          Cell::backward(j, H, saved_r, h_prev_r, c_prev_r, dh_r, dc_r, dgx_r, dgh_r);
-        }
+      for (int64_t j = 0; j < H; ++j) {
+        dh_r[j] += gout_r[j];
+        Cell::backward(j, H, saved_r, h_prev_r, c_prev_r, dh_r, dc_r, dgx_r, dgh_r);
       }
-      if (!gemm.use_blas()) {
-        gemm.rows(r0, r1, dgh + off * GH, GH, dhp, H, nullptr, Cell::kSeparateHiddenGrad);
-      }
-    });
-    if (gemm.use_blas()) {
+    }
+    if (!gemm.use_blas()) {
+      gemm.rows(r0, r1, dgh + off * GH, GH, dhp, H, nullptr, Cell::kSeparateHiddenGrad);
+    }
+  };
+  if (gemm.use_blas()) {
+    for (int64_t s = 0; s < T_; ++s) {
+      const int64_t t = reverse ? s : T_ - 1 - s;
+      const int64_t rows = steps.sizes[t], off = steps.offsets[t];
+      for_rows(rows, GH * H, [&](int64_t r0, int64_t r1) { step_rows(t, r0, r1); });
       gemm.blas(rows, dgh + off * GH, GH, dhp, H, at::Tensor(), Cell::kSeparateHiddenGrad);
     }
+  } else {
+    for_row_blocks(steps, buf.h0.size(0), GH * H, [&](int64_t lo, int64_t hi) {
+      for (int64_t s = 0; s < T_; ++s) {
+        const int64_t t = reverse ? s : T_ - 1 - s;
+        const int64_t r1 = std::min(hi, steps.sizes[t]);
+        if (r1 > lo) step_rows(t, lo, r1);
+      }
+    });
   }
 
   return buf.finish();
