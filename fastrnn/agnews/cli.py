@@ -2,6 +2,7 @@
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 import torch
@@ -59,10 +60,26 @@ def _corpus(args, with_test=True):
                        progress=not getattr(args, "no_progress", False))
 
 
+def environment():
+    """Where a measurement was taken."""
+    import datetime
+    import platform
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"date": datetime.date.today().isoformat(), "torch": torch.__version__,
+            "python": platform.python_version(), "cpu": cpu, "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+
+
 def _write_json(path, payload):
     if path:
         with open(path, "w") as f:
-            json.dump(payload, f, indent=2)
+            json.dump({**payload, "environment": environment()}, f, indent=2)
 
 
 def cmd_train(args):
