@@ -82,7 +82,8 @@ def with_backward(fn, backward):
 
 def median_ms(fn, min_run_time):
     fn()  # warm-up
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn})
+    # torch.utils.benchmark.Timer runs on 1 thread unless told otherwise.
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
@@ -155,8 +156,12 @@ def main():
     parser.add_argument("--levels", nargs="+", default=["layer", "module"],
                         choices=["layer", "module"])
     parser.add_argument("--min-run-time", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for both sides (default: torch's default)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if "module" in args.levels and not hasattr(fastrnn, "LSTM"):
         args.levels = [lvl for lvl in args.levels if lvl != "module"]
     info = machine()
