@@ -274,13 +274,16 @@ def test_ddp_two_processes_match_one(synthetic_dir, tmp_path):
     common = ["-m", "fastrnn.agnews", "train", "--data-dir", synthetic_dir, "--limit", "64",
               "--model", "lstm-packed", "--no-progress", "--threads", "1"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    # Run outside the source tree: `-m` puts the working folder first on sys.path, and
+    # the checkout's fastrnn/ has no compiled _C when fastrnn is installed normally.
     single = tmp_path / "one.pt"
-    subprocess.run([sys.executable, *common, "--out", str(single)], check=True, env=env,
-                   capture_output=True, timeout=300)
+    run = subprocess.run([sys.executable, *common, "--out", str(single)], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
     double = tmp_path / "two.pt"
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node=2", *common, "--out", str(double)],
-                         env=env, capture_output=True, text=True, timeout=300)
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     a = torch.load(single, weights_only=True)["state_dict"]
     b = torch.load(double, weights_only=True)["state_dict"]
