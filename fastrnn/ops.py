@@ -91,6 +91,24 @@ def _check_same_device(weight_hh: Tensor, **tensors: Optional[Tensor]) -> None:
             )
 
 
+def _check_defined(**tensors: Optional[Tensor]) -> None:
+    # None for a required Tensor argument reaches a fake kernel as None.
+    for name, t in tensors.items():
+        torch._check(isinstance(t, Tensor),
+                     lambda: f"fastrnn: {name} must be a tensor, got {type(t).__name__}")
+
+
+def _check_batch_sizes(batch_sizes: Optional[Tensor], data: Tensor) -> None:
+    torch._check(
+        isinstance(batch_sizes, Tensor)
+        and (batch_sizes.device.type == "cpu" or data.device.type == "meta"),
+        lambda: "fastrnn: batch_sizes must be a 1-D int64 tensor on the CPU "
+        "(as in PackedSequence), got "
+        + (f"one on {batch_sizes.device}" if isinstance(batch_sizes, Tensor)
+           else type(batch_sizes).__name__),
+    )
+
+
 def _register(cell: str) -> None:
     _, saved, has_cell = CELLS[cell]
     forward_name = f"fastrnn::{cell}_forward"
@@ -98,11 +116,9 @@ def _register(cell: str) -> None:
 
     @torch.library.register_fake(forward_name)
     def _(input_proj, batch_sizes, weight_hh, bias_hh, h0, *rest):
-        torch._check(
-            batch_sizes.device.type == "cpu" or input_proj.device.type == "meta",
-            lambda: "fastrnn: batch_sizes must be a 1-D int64 tensor on the CPU "
-            f"(as in PackedSequence), got one on {batch_sizes.device}",
-        )
+        _check_defined(input_proj=input_proj, weight_hh=weight_hh, h0=h0,
+                       **({"c0": rest[0]} if has_cell else {}))
+        _check_batch_sizes(batch_sizes, input_proj)
         # One meta tensor among real ones sends the call here: refuse mixed devices
         # rather than return uninitialised results.
         _check_same_device(weight_hh, input_proj=input_proj, bias_hh=bias_hh, h0=h0,
@@ -130,16 +146,13 @@ def _register(cell: str) -> None:
     def _(grad_output, grad_h_n, *rest):
         weight_hh, h0 = (rest[2], rest[3]) if has_cell else (rest[1], rest[2])
         batch_sizes = rest[1] if has_cell else rest[0]
-        torch._check(
-            batch_sizes.device.type == "cpu" or grad_output.device.type == "meta",
-            lambda: "fastrnn: batch_sizes must be a 1-D int64 tensor on the CPU "
-            f"(as in PackedSequence), got one on {batch_sizes.device}",
-        )
         names = (["grad_output", "grad_h_n", "grad_c_n", "batch_sizes", "weight_hh", "h0", "c0",
                   "output", "workspace"] if has_cell else
                  ["grad_output", "grad_h_n", "batch_sizes", "weight_hh", "h0", "output",
                   "workspace"])
         tensors = dict(zip(names, (grad_output, grad_h_n) + tuple(rest)))
+        _check_defined(**{k: v for k, v in tensors.items() if k != "batch_sizes"})
+        _check_batch_sizes(batch_sizes, grad_output)
         del tensors["batch_sizes"], tensors["weight_hh"]
         _check_same_device(weight_hh, **tensors)
         tokens = grad_output.shape[0]

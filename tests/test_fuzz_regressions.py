@@ -104,3 +104,28 @@ def test_batch_sizes_none_is_a_clear_error():
     with pytest.raises(RuntimeError, match="fastrnn: batch_sizes must be .* got None"):
         torch.ops.fastrnn.rnn_tanh_forward(torch.randn(3, 1), None, torch.randn(1, 1), None,
                                            torch.randn(2, 1), False)
+
+
+@pytest.mark.parametrize("half", ["forward", "backward"])
+def test_batch_sizes_none_with_a_meta_tensor_is_a_clear_error(half):
+    # Found by the random fuzz run of the sanitizer job: a meta tensor sends the call to
+    # the fake kernel, which read batch_sizes.device of None (AttributeError).
+    bs, w, h0 = torch.tensor([2, 1]), torch.randn(8, 2), torch.randn(2, 2)
+    if half == "forward":
+        with pytest.raises(RuntimeError, match="fastrnn: batch_sizes must be .* got NoneType"):
+            torch.ops.fastrnn.lstm_forward(torch.randn(3, 8, device="meta"), None, w, None, h0,
+                                           h0, False)
+        return
+    out, h_n, c_n, ws = torch.ops.fastrnn.lstm_forward(torch.randn(3, 8), bs, w, None, h0, h0,
+                                                       False)
+    with pytest.raises(RuntimeError, match="fastrnn: batch_sizes must be .* got NoneType"):
+        torch.ops.fastrnn.lstm_backward(torch.randn(3, 2, device="meta"), h_n, c_n, None, w, h0,
+                                        h0, out, ws, False)
+
+
+def test_none_weight_with_a_meta_tensor_is_a_clear_error():
+    # Found by a longer random fuzz run: same path, weight_hh=None (AttributeError before).
+    h0 = torch.randn(2, 1)
+    with pytest.raises(RuntimeError, match="fastrnn: weight_hh must be a tensor, got NoneType"):
+        torch.ops.fastrnn.lstm_forward(torch.randn(3, 4, device="meta"), torch.tensor([2, 1]),
+                                       None, None, h0, h0, False)
