@@ -44,6 +44,9 @@ def worker(rank, world, port, out_path):
     loss_fn(model, x[:, half], lengths[half], target[half]).backward()
     if rank == 0:
         torch.save([p.grad for p in model.module.parameters()], out_path)
+    # Without the barrier one process may tear gloo down while the other still uses its
+    # connection ("terminate called without an active exception", seen once in CI).
+    dist.barrier()
     dist.destroy_process_group()
 
 

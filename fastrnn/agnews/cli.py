@@ -236,4 +236,9 @@ def main(argv=None):
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # under torchrun: leave together, after rank 0 has saved
+        dist.barrier()
+        dist.destroy_process_group()
     return 0
