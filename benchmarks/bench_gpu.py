@@ -86,7 +86,10 @@ def measure(run, min_run_time, cuda_path):
     return ms, peak
 
 
-def run_all(min_run_time, seed, only):
+def run_all(min_run_time, seed, only, on_row=None):
+    """Runs every shape; calls on_row(results, source) after each row (so that partial
+    results survive a timeout). A failed measurement is reported, recorded as NaN
+    with its error in row["errors"], and the run goes on."""
     population, source = length_population()
     print(f"AG News lengths from: {source}", flush=True)
     results = []
@@ -117,14 +120,22 @@ def run_all(min_run_time, seed, only):
                     for name, module, path in impls:
                         for p in module.parameters():
                             p.grad = None
-                        ms, peak = measure(make_run(module, x, lengths, layout, backward),
-                                           min_run_time, path)
+                        try:
+                            ms, peak = measure(make_run(module, x, lengths, layout, backward),
+                                               min_run_time, path)
+                        except Exception as e:  # noqa: BLE001 - record it and go on
+                            print(f"FAILED {shape} {cell} {row['pass_']} {name} {layout}: "
+                                  f"{e!r}", flush=True)
+                            row.setdefault("errors", []).append(f"{name}_{layout}: {e!r}")
+                            ms, peak = float("nan"), float("nan")
                         row[f"{name}_{layout}_ms"] = ms
                         row[f"{name}_{layout}_peak_bytes"] = peak
                 for layout in cfg["layouts"]:
                     row[f"speedup_{layout}"] = row[f"torch_{layout}_ms"] / row[f"fastrnn_{layout}_ms"]
                 print_row(row, cfg["layouts"])
                 results.append(row)
+                if on_row is not None:
+                    on_row(results, source)
     return results, source
 
 
@@ -188,12 +199,19 @@ def main():
         sys.exit("bench_gpu.py: no CUDA GPU")
     info = machine()
     print(f"machine: {info}", flush=True)
-    results, source = run_all(args.min_run_time, args.seed, args.shapes)
+
+    def dump(results, source, targets=None, complete=False):
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(dict(machine=info, lengths_source=source, complete=complete,
+                               results=results, targets=targets), f, indent=1)
+
+    results, source = run_all(args.min_run_time, args.seed, args.shapes, on_row=dump)
     targets = check_targets(results)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(machine=info, lengths_source=source, results=results,
-                           targets=targets), f, indent=1)
+    dump(results, source, targets, complete=True)
+    failed = sum(len(r.get("errors", [])) for r in results)
+    if failed:
+        sys.exit(f"bench_gpu.py: {failed} measurement(s) failed")
 
 
 if __name__ == "__main__":

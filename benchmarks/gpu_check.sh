@@ -6,19 +6,39 @@
 # (benchmarks/bench_gpu.py: fastrnn vs torch.nn/cuDNN with peak memory).
 # Everything lands in OUT_DIR: gpu_check.log (all output), build.log,
 # tests.xml, bench.json, summary.json. Keeps going after a failed step and
-# always writes what it has; about 3-8 minutes (the build dominates).
+# always writes what it has; about 3-6 minutes (the build dominates). Every step
+# runs under a timeout cut to what is left of GPU_CHECK_BUDGET seconds (default
+# 480), so the whole script ends, summary.json included, within that budget; a
+# step that runs out gets SIGINT first (pytest still writes tests.xml, the
+# benchmark keeps the rows it has in bench.json).
 #
 #   bash benchmarks/gpu_check.sh OUT_DIR
-# Environment: PYTHON (default python), MAX_JOBS (default 16), CUDA_HOME (default:
-# from nvcc on PATH), FASTRNN_FULL_SUITE=1 also runs the CPU suite.
+# Environment: PYTHON (default python, else python3), MAX_JOBS (default 16),
+# CUDA_HOME (default: from nvcc on PATH), GPU_CHECK_BUDGET (seconds, default 480),
+# FASTRNN_FULL_SUITE=1 also runs the CPU suite.
 set -uo pipefail
 OUT=${1:?usage: gpu_check.sh OUT_DIR}
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-PY=${PYTHON:-python}
+PY=${PYTHON:-$(command -v python || command -v python3 || echo python)}
 exec > >(tee "$OUT/gpu_check.log") 2>&1
 START=$(date +%s)
+BUDGET=${GPU_CHECK_BUDGET:-480}
+
+# Seconds a step may run: at most $1, and no more than what is left of the budget
+# (less 35 s: the SIGKILL grace below and the summary); at least 5.
+limit() {
+  local left=$(( BUDGET - ($(date +%s) - START) - 35 )) cap=$1
+  (( left < cap )) && cap=$left
+  (( cap < 5 )) && cap=5
+  echo "$cap"
+}
+# Runs a step under `limit $1`: SIGINT at the limit, SIGKILL 15 s later.
+run_step() {
+  local cap=$1; shift
+  timeout -s INT -k 15 "$(limit "$cap")" "$@"
+}
 BUILD_RC=-1 REGISTERED_RC=-1 TESTS_RC=-1 SMOKE_RC=-1 BENCH_RC=-1 ARCH=unknown
 
 summary() {
@@ -49,10 +69,10 @@ export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:-} -Xptxas -v"
 
 echo "== build for sm_$ARCH (CUDA_HOME=$CUDA_HOME, MAX_JOBS=$MAX_JOBS)"
 rm -rf build fastrnn/_C*.so
-time "$PY" setup.py build_ext --inplace > "$OUT/build.log" 2>&1
+time run_step 300 "$PY" setup.py build_ext --inplace > "$OUT/build.log" 2>&1
 BUILD_RC=$?
 grep -iE "warning|error" "$OUT/build.log" | grep -v "^ptxas info" | head -40
-grep -A2 "Compiling entry function" "$OUT/build.log" | grep -E "Compiling|registers" \
+grep -A3 "Compiling entry function" "$OUT/build.log" | grep -E "Compiling|registers|spill" \
   | sed -E 's/_Z[0-9]+//' | head -80
 if [ "$BUILD_RC" != 0 ]; then
   tail -60 "$OUT/build.log"
@@ -74,14 +94,14 @@ PY
 REGISTERED_RC=$?
 
 echo "== smoke checks (both CUDA paths)"
-timeout 120 "$PY" benchmarks/gpu_smoke.py
+run_step 90 "$PY" benchmarks/gpu_smoke.py
 SMOKE_RC=$?
 
 if "$PY" -c "import pytest" 2>/dev/null; then
   echo "== CUDA tests (both CUDA paths)"
   SUITE=test_cuda.py
   [ "${FASTRNN_FULL_SUITE:-0}" = 1 ] && SUITE=.
-  (cd tests && timeout 240 "$PY" -m pytest -q -p no:cacheprovider -rfE \
+  (cd tests && run_step 240 "$PY" -m pytest -q -p no:cacheprovider -rfE --durations=10 \
       --junitxml="$OUT/tests.xml" $SUITE)
   TESTS_RC=$?
 else
@@ -89,6 +109,6 @@ else
 fi
 
 echo "== GPU benchmark"
-timeout 200 "$PY" benchmarks/bench_gpu.py --json "$OUT/bench.json"
+run_step 200 "$PY" benchmarks/bench_gpu.py --json "$OUT/bench.json"
 BENCH_RC=$?
 exit $(( BUILD_RC || REGISTERED_RC || SMOKE_RC || (TESTS_RC > 0) || BENCH_RC ))

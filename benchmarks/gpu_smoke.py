@@ -5,7 +5,7 @@
 With each CUDA path forced in turn (FASTRNN_CUDA_PATH=persistent, per_step): every
 cell as a 2-layer bidirectional module on an unsorted packed batch against torch.nn
 (cuDNN, float64: outputs, states and all gradients), fp64 gradcheck of every op in
-both directions, and float32 module parity with the CPU kernels. Prints one line
+both directions, and float32 module parity with torch.nn on the CPU. Prints one line
 per check and exits non-zero if any failed. tests/test_cuda.py is the full suite.
 """
 import os
@@ -67,7 +67,7 @@ def main():
         for cell in CELLS:
             checks.append((f"{path} {cell} module vs torch.nn cuDNN float64",
                            path, lambda c=cell: module_vs_torch(c, torch.float64, "cuda")))
-            checks.append((f"{path} {cell} module vs fastrnn CPU float32",
+            checks.append((f"{path} {cell} module vs torch.nn CPU float32",
                            path, lambda c=cell: module_vs_torch(c, torch.float32, "cpu")))
             for reverse in (False, True):
                 checks.append((f"{path} {cell} gradcheck reverse={reverse}",

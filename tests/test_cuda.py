@@ -32,7 +32,11 @@ def persistent_smem_bytes(cell, hidden, dtype):
 
 def largest_persistent_hidden(cell, dtype):
     """The largest hidden size whose persistent kernels fit this GPU."""
-    optin = torch.cuda.get_device_properties(torch.cuda.current_device()).shared_memory_per_block_optin
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    # cudaDevAttrMaxSharedMemoryPerBlockOptin; the table covers a torch without the attribute.
+    optin = getattr(props, "shared_memory_per_block_optin", None) or {
+        (7, 0): 98304, (7, 5): 65536, (8, 0): 166912, (8, 6): 101376, (8, 7): 166912,
+        (8, 9): 101376, (9, 0): 232448}[(props.major, props.minor)]
     hidden = 1
     while persistent_smem_bytes(cell, hidden + 1, dtype) <= optin:
         hidden += 1
@@ -191,7 +195,14 @@ def test_cuda_reduced_precision_module_backward(cell, dtype, cuda_path):
     out.float().sum().backward()
     for p32, p in zip(ref.parameters(), low.parameters()):
         assert p.grad.dtype == dtype
-        torch.testing.assert_close(p.grad.float(), p32.grad, rtol=5e-2, atol=5e-2)
+        if cell == "rnn_relu" and dtype == torch.bfloat16:
+            # bfloat16 rounding of the input projection can flip relu at a pre-activation
+            # near 0, which moves single gradient entries by O(1) (3 seeds in 20 on the CPU
+            # kernels): compare in norm (0.1 at worst in 40 seeds; a wrong gradient is O(1)).
+            err = ((p.grad.float() - p32.grad).norm() / p32.grad.norm()).item()
+            assert err < 0.25, f"relative gradient error {err:.3g}"
+        else:
+            torch.testing.assert_close(p.grad.float(), p32.grad, rtol=5e-2, atol=5e-2)
 
 
 @pytest.mark.parametrize("cell", ALL_CELLS)
