@@ -14,7 +14,9 @@ def row(path):
     def mean(run, key):
         return sum(e[key] for e in run["epochs"]) / len(run["epochs"])
 
-    return (f"| {fast_run['config']['model']} | {fast_run['config']['seed']} | {epochs} "
+    config = fast_run["config"]
+    name = config["model"] + (" --sparse-embedding" if config.get("sparse_embedding") else "")
+    return (f"| {name} | {config['seed']} | {epochs} "
             f"| {summary['test_acc_torch']:.4f} | {summary['test_acc_fastrnn']:.4f} "
             f"| {100 * abs(summary['test_acc_torch'] - summary['test_acc_fastrnn']):.2f} "
             f"| {summary['max_step_loss_diff']:.1e} "
@@ -31,7 +33,7 @@ def main(paths):
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     def key(path):
         config = json.load(open(path))["fastrnn"]["config"]
-        return config["model"], config["seed"]
+        return config["model"], bool(config.get("sparse_embedding")), config["seed"]
 
     for path in sorted(paths, key=key):
         print(row(path))

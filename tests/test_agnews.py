@@ -304,3 +304,23 @@ def test_real_rows_end_to_end(tmp_path):
     assert report["summary"]["max_step_loss_diff"] < 1e-4
     assert report["fastrnn"]["epochs"][0]["test_acc"] == pytest.approx(
         report["torch"]["epochs"][0]["test_acc"], abs=0.005)
+
+
+def test_sparse_embedding_option(synthetic_dir):
+    """--sparse-embedding: SparseAdam moves only the rows of the batch's tokens; both
+    backends still agree step by step."""
+    corpus = training.load_corpus(synthetic_dir, limit=32, progress=False)
+    results = {}
+    for backend in ("torch", "fastrnn"):
+        config = training.TrainConfig(model="lstm-packed", backend=backend, limit=32,
+                                      sparse_embedding=True, batch_size=32)
+        results[backend] = training.train(config, corpus, progress=False, log=lambda *a: None)
+    assert abs(results["torch"]["step_losses"][0] - results["fastrnn"]["step_losses"][0]) < 1e-6
+    model = results["fastrnn"]["model"]
+    assert model.embedding.sparse
+    initial = build_model("lstm-packed", len(corpus.vocab), seed=0).embedding.weight
+    seen = torch.zeros(len(corpus.vocab), dtype=torch.bool)
+    for ids in corpus.train.ids:
+        seen[ids] = True
+    moved = (model.embedding.weight.detach() != initial).any(dim=1)
+    assert torch.equal(moved, seen)  # one step over all 32 rows: exactly their tokens moved

@@ -31,6 +31,9 @@ def _training_options(parser, backend=True):
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--bucket", action="store_true",
                         help="batch rows of similar length together (less padding)")
+    parser.add_argument("--sparse-embedding", action="store_true",
+                        help="sparse embedding gradients with SparseAdam for the table (lazy Adam: "
+                             "faster on large vocabularies, not the tutorial's exact update)")
     parser.add_argument("--limit", type=int, default=None, help="use the first N training rows")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     _data_options(parser)

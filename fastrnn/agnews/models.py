@@ -84,14 +84,14 @@ class RecurrentClock:
 
 class TextClassifier(nn.Module):
     def __init__(self, model: str, vocab_size: int, embed_dim: int = 64, hidden_dim: int = 32,
-                 num_classes: int = 4, backend: str = "fastrnn"):
+                 num_classes: int = 4, backend: str = "fastrnn", sparse_embedding: bool = False):
         super().__init__()
         if model not in MODELS:
             raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}")
         mode, layers, bidirectional, packed = MODELS[model]
         self.model, self.mode, self.packed = model, mode, packed
         self.bidirectional = bidirectional
-        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.embedding = nn.Embedding(vocab_size, embed_dim, sparse=sparse_embedding)
         if mode != "RNN":  # the tutorial's LSTM classifiers start from randn - 0.5
             with torch.no_grad():
                 self.embedding.weight.copy_(torch.randn_like(self.embedding.weight) - 0.5)
@@ -127,8 +127,10 @@ class TextClassifier(nn.Module):
 
 
 def build_model(model: str, vocab_size: int, embed_dim: int = 64, hidden_dim: int = 32,
-                num_classes: int = 4, backend: str = "fastrnn", seed: Optional[int] = None):
+                num_classes: int = 4, backend: str = "fastrnn", seed: Optional[int] = None,
+                sparse_embedding: bool = False):
     """A classifier whose initial weights depend only on ``seed`` (not on backend)."""
     if seed is not None:
         torch.manual_seed(seed)
-    return TextClassifier(model, vocab_size, embed_dim, hidden_dim, num_classes, backend)
+    return TextClassifier(model, vocab_size, embed_dim, hidden_dim, num_classes, backend,
+                          sparse_embedding)
