@@ -210,28 +210,25 @@ def _set(a, key, value):
     return a
 
 
-def m_shape(key):
+def m_replace(key, transform):
+    """Replace tensor `key` by transform(tensor, rnd): must raise (absent tensors: match)."""
     def f(a, rnd, cell):
         if a[key] is None:
             return a, "match"
-        return _set(a, key, wrong_shape(a[key], rnd)), "raise"
+        return _set(a, key, transform(a[key], rnd)), "raise"
     return f
+
+
+def m_shape(key):
+    return m_replace(key, wrong_shape)
 
 
 def m_dtype(key):
-    def f(a, rnd, cell):
-        if a[key] is None:
-            return a, "match"
-        return _set(a, key, other_dtype(a[key], rnd)), "raise"
-    return f
+    return m_replace(key, other_dtype)
 
 
 def m_device(key):
-    def f(a, rnd, cell):
-        if a[key] is None:
-            return a, "match"
-        return _set(a, key, a[key].to("meta")), "raise"
-    return f
+    return m_replace(key, lambda t, rnd: t.to("meta"))
 
 
 def m_strides(key):
