@@ -197,6 +197,18 @@ def _register(cell: str) -> None:
 
     torch.library.register_autograd(forward_name, backward, setup_context=setup_context)
 
+    # Double backward (differentiating the gradients, after create_graph=True) would
+    # flow through the backward op, which has no derivative: without this, autograd
+    # only warns and treats it as constant, i.e. silently wrong second derivatives.
+    def no_double_backward(ctx, *grads):
+        raise RuntimeError(
+            f"fastrnn: double backward through {cell} is not supported (the gradient of "
+            "fastrnn's gradient, e.g. a gradient penalty after create_graph=True); use "
+            "torch.nn's module for that model (fastrnn.to_torch)")
+
+    torch.library.register_autograd(f"fastrnn::{cell}_backward", no_double_backward,
+                                    setup_context=lambda ctx, inputs, output: None)
+
 
 for _cell in CELLS:
     _register(_cell)

@@ -317,3 +317,15 @@ def test_torch_compile_fullgraph_padded_and_packed():
         warnings.simplefilter("ignore")
         got = torch.compile(module, backend="aot_eager")(packed)[0].data
     torch.testing.assert_close(got, module(packed)[0].data, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", [fastrnn.LSTM, fastrnn.GRU, fastrnn.RNN])
+def test_double_backward_is_a_clear_error_not_a_silent_zero(cls):
+    # Without an autograd formula for the backward ops, autograd only warned and returned
+    # zero second derivatives (torch.nn gives non-zero ones here).
+    module = cls(3, 4).double()
+    x = torch.randn(5, 2, 3, dtype=torch.double, requires_grad=True)
+    out, _ = module(x)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)  # first order still works
+    with pytest.raises(RuntimeError, match="fastrnn: double backward .* not supported"):
+        torch.autograd.grad(grad.pow(2).sum(), x)
