@@ -7,6 +7,7 @@ constructor, argument validation, parameters and their names, initialisation,
 They deliberately do not subclass torch.nn.LSTM/GRU/RNN: torch.compile refuses
 to trace those classes, and traces these without a graph break.
 """
+from contextlib import nullcontext
 from typing import Optional, Tuple, Union
 
 import torch
@@ -88,15 +89,36 @@ class _FusedRNNBase(nn.RNNBase):
             batch_sizes = torch.full((steps if batch else 0,), batch, dtype=torch.int64,
                                      device="cpu")
             padded_shape = (steps, batch)
-        output, h_n, c_n = rnn_stack(
-            self.mode, data, batch_sizes, h0, c0, self._flat_weights, self.bias,
-            self.num_layers, self.dropout, self.training, self.bidirectional,
-        )
+        autocast = torch._C._is_any_autocast_enabled() and data.device.type in ("cpu", "cuda")
+        if autocast:
+            # Under autocast fastrnn runs the recurrence in the parameters' dtype (reduced
+            # precision would only round what the kernels compute in float32 anyway).
+            dtype = self._flat_weights[0].dtype
+            data, h0 = data.to(dtype), h0.to(dtype)
+            c0 = None if c0 is None else c0.to(dtype)
+        with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
+            output, h_n, c_n = rnn_stack(
+                self.mode, data, batch_sizes, h0, c0, self._flat_weights, self.bias,
+                self.num_layers, self.dropout, self.training, self.bidirectional,
+            )
         if padded_shape is not None:
             output = output.view(*padded_shape, num_directions * self.hidden_size)
             if self.batch_first:
                 output = output.transpose(0, 1)
         return output, (h_n, c_n)
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script cannot compile this forward: it scripts torch.nn's module in
+        # its place, holding these very parameters (torch.nn's results, not fused).
+        if torch.nn.utils.parametrize.is_parametrized(self):
+            raise RuntimeError("fastrnn: torch.jit.script of a parametrized fastrnn module is "
+                               "not supported; script fastrnn.to_torch(model) instead")
+        with torch.device("meta"):
+            twin = _FASTRNN_TO_TORCH[type(self)](**_constructor_args(self))
+        for name in self._flat_weights_names:
+            setattr(twin, name, getattr(self, name))
+        twin.train(self.training)
+        return twin
 
     def _pack_hidden(self, hidden):
         return hidden[0]

@@ -329,3 +329,46 @@ def test_double_backward_is_a_clear_error_not_a_silent_zero(cls):
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)  # first order still works
     with pytest.raises(RuntimeError, match="fastrnn: double backward .* not supported"):
         torch.autograd.grad(grad.pow(2).sum(), x)
+
+
+@pytest.mark.parametrize("cls", [fastrnn.LSTM, fastrnn.GRU, fastrnn.RNN])
+@pytest.mark.parametrize("packed", [False, True])
+def test_autocast_runs_in_the_parameters_dtype(cls, packed):
+    # Was: "input_proj must have dtype Float, got BFloat16" (autocast made the input
+    # projection bfloat16). Now the recurrence runs in float32, as outside autocast.
+    module = cls(8, 16, num_layers=2, bidirectional=True)
+    x = torch.randn(6, 3, 8, requires_grad=True)
+    lengths = torch.tensor([6, 2, 4])
+
+    def run():
+        data = pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
+        out, _ = module(data)
+        return out.data if packed else out
+
+    want = run()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = run()
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    got.sum().backward()
+    assert x.grad is not None and module.weight_hh_l1.grad is not None
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+@pytest.mark.parametrize("cls", [fastrnn.LSTM, fastrnn.GRU, fastrnn.RNN])
+def test_torchscript_scripts_torch_nn_twin_sharing_parameters(cls):
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = cls(3, 4, num_layers=2, bidirectional=True)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    model = Model()
+    scripted = torch.jit.script(model)
+    x = torch.randn(5, 2, 3)
+    torch.testing.assert_close(scripted(x), model(x))
+    with torch.no_grad():
+        model.rnn.weight_hh_l1_reverse.mul_(2)  # the scripted twin holds the same tensors
+    torch.testing.assert_close(scripted(x), model(x))
