@@ -58,6 +58,19 @@ PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64
   return out;
 }
 
+ForwardBuffers::ForwardBuffers(CellKind kind, const at::Tensor& input_proj,
+                               const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
+                               const at::Tensor& c0)
+    : gx(input_proj.contiguous()),
+      bias(bias_hh.has_value() ? bias_hh->contiguous() : at::Tensor()),
+      h(h0.contiguous().clone()),
+      c(kind == CellKind::LSTM ? c0.contiguous().clone() : at::Tensor()) {
+  const int64_t H = h0.size(1), N = input_proj.size(0), S = saved_count(kind);
+  output = at::empty({N, H}, input_proj.options());
+  workspace = at::empty({S > 0 ? N : 0, S * H}, input_proj.options());
+  gh = at::empty({h0.size(0), gate_count(kind) * H}, input_proj.options());
+}
+
 BackwardBuffers::BackwardBuffers(CellKind kind, const at::Tensor& grad_output_,
                                  const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
                                  const at::Tensor& weight_hh_, const at::Tensor& h0_,

@@ -2,12 +2,15 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
 
 #include <cstdint>
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include "cell_math.h"
 
 namespace fastrnn {
 
@@ -58,9 +61,40 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
                                 const at::Tensor& h0, const at::Tensor* c0,
                                 const at::Tensor& output, const at::Tensor& workspace);
 
+// Calls fn(T(), Cell()) for the compute dtype (float or double) and the cell kind:
+// the one place where the runtime cell kind and dtype become template arguments.
+template <typename F>
+auto with_types(CellKind kind, at::ScalarType dtype, const F& fn) {
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
+              "fastrnn: internal error, the kernels compute in float or double, got ", dtype);
+  auto run = [&](auto type_tag) {
+    using T = decltype(type_tag);
+    switch (kind) {
+      case CellKind::LSTM: return fn(type_tag, LSTMCell<T>());
+      case CellKind::GRU: return fn(type_tag, GRUCell<T>());
+      case CellKind::RNN_TANH: return fn(type_tag, RNNCell<T, false>());
+      default: return fn(type_tag, RNNCell<T, true>());
+    }
+  };
+  return dtype == at::kDouble ? run(double()) : run(float());
+}
+
 // Results of one forward pass; c_n is undefined unless LSTM.
 struct ForwardResult {
   at::Tensor output, h_n, c_n, workspace;
+};
+
+// The tensors of one step-by-step forward pass (CPU and the per-step CUDA path; defined
+// in ops.cpp): contiguous input_proj (gx) and bias_hh (undefined without bias); the
+// running state h (c), which starts as a copy of h0 (c0) and ends as h_n (c_n);
+// output [N, H]; workspace [N, S*H]; gh [batch, G*H], one step's W_hh h + b_hh.
+struct ForwardBuffers {
+  ForwardBuffers(CellKind kind, const at::Tensor& input_proj,
+                 const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
+                 const at::Tensor& c0);
+  ForwardResult result() const { return {output, h, c, workspace}; }
+
+  at::Tensor gx, bias, h, c, output, workspace, gh;
 };
 
 // Results of one backward pass; grad_c0 is undefined unless LSTM.

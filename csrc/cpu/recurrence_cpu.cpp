@@ -141,29 +141,23 @@ const T* previous_row(const PackedSteps& steps, bool reverse, int64_t t, int64_t
 }
 
 template <typename T, typename Cell>
-ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_proj,
+ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Tensor& input_proj,
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
                            const at::Tensor& h0, const at::Tensor& c0, bool reverse) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  const int64_t H = weight_hh.size(1), GH = G * H, N = input_proj.size(0);
+  const int64_t H = weight_hh.size(1), GH = G * H;
   const int64_t batch = h0.size(0), T_ = steps.steps();
 
-  at::Tensor gx_t = input_proj.contiguous();
-  at::Tensor bias_t = bias_hh.has_value() ? bias_hh->contiguous() : at::Tensor();
-  at::Tensor h = h0.contiguous().clone();
-  at::Tensor c = Cell::kHasCell ? c0.contiguous().clone() : at::Tensor();
-  at::Tensor output = at::empty({N, H}, input_proj.options());
-  at::Tensor workspace = at::empty({S > 0 ? N : 0, S * H}, input_proj.options());
-  at::Tensor gh_t = at::empty({batch, GH}, input_proj.options());
+  ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0);
   StepGemm<T> gemm(weight_hh.t().contiguous(), H, GH);
 
-  const T* gx = gx_t.const_data_ptr<T>();
-  const T* bias = bias_t.defined() ? bias_t.const_data_ptr<T>() : nullptr;
-  T* hp = h.data_ptr<T>();
-  T* cp = Cell::kHasCell ? c.data_ptr<T>() : nullptr;
-  T* out = output.data_ptr<T>();
-  T* saved = workspace.data_ptr<T>();
-  T* gh = gh_t.data_ptr<T>();
+  const T* gx = buf.gx.const_data_ptr<T>();
+  const T* bias = buf.bias.defined() ? buf.bias.const_data_ptr<T>() : nullptr;
+  T* hp = buf.h.data_ptr<T>();
+  T* cp = Cell::kHasCell ? buf.c.data_ptr<T>() : nullptr;
+  T* out = buf.output.data_ptr<T>();
+  T* saved = buf.workspace.data_ptr<T>();
+  T* gh = buf.gh.data_ptr<T>();
 
   // Rows [r0, r1) of step t: GEMM (small path; BLAS ran for the whole step) and pointwise.
   auto step_rows = [&](int64_t t, int64_t r0, int64_t r1) {
@@ -184,7 +178,7 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
     for (int64_t s = 0; s < T_; ++s) {
       const int64_t t = reverse ? T_ - 1 - s : s;
       const int64_t rows = steps.sizes[t];
-      gemm.blas(rows, hp, H, gh, GH, bias_t, false);
+      gemm.blas(rows, hp, H, gh, GH, buf.bias, false);
       for_rows(rows, GH * H, [&](int64_t r0, int64_t r1) { step_rows(t, r0, r1); });
     }
   } else {
@@ -196,7 +190,7 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
       }
     });
   }
-  return {output, h, c, workspace};
+  return buf.result();
 }
 
 template <typename T, typename Cell>
@@ -277,43 +271,16 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
   return buf.finish();
 }
 
-// Calls fn<T, Cell>() for the runtime cell kind and compute dtype.
-template <template <typename, typename> class Fn, typename... Args>
-auto dispatch(CellKind kind, at::ScalarType dtype, Args&&... args) {
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
-              "fastrnn: internal error, CPU kernels compute in float or double, got ", dtype);
-  auto run = [&](auto tag) {
-    using T = decltype(tag);
-    switch (kind) {
-      case CellKind::LSTM: return Fn<T, LSTMCell<T>>::run(args...);
-      case CellKind::GRU: return Fn<T, GRUCell<T>>::run(args...);
-      case CellKind::RNN_TANH: return Fn<T, RNNCell<T, false>>::run(args...);
-      default: return Fn<T, RNNCell<T, true>>::run(args...);
-    }
-  };
-  return dtype == at::kFloat ? run(float()) : run(double());
-}
-
-template <typename T, typename Cell>
-struct Forward {
-  template <typename... Args>
-  static ForwardResult run(Args&&... args) { return forward_impl<T, Cell>(args...); }
-};
-
-template <typename T, typename Cell>
-struct Backward {
-  template <typename... Args>
-  static BackwardResult run(Args&&... args) { return backward_impl<T, Cell>(args...); }
-};
-
 }  // namespace
 
 ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
                                  const at::Tensor& input_proj, const at::Tensor& weight_hh,
                                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
                                  const at::Tensor& c0, bool reverse) {
-  return dispatch<Forward>(kind, input_proj.scalar_type(), steps, input_proj, weight_hh, bias_hh,
-                           h0, c0, reverse);
+  return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
+    return forward_impl<decltype(type_tag), decltype(cell)>(kind, steps, input_proj, weight_hh,
+                                                            bias_hh, h0, c0, reverse);
+  });
 }
 
 BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
@@ -322,8 +289,11 @@ BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
                                    const at::Tensor& h0, const at::Tensor& c0,
                                    const at::Tensor& output, const at::Tensor& workspace,
                                    bool reverse) {
-  return dispatch<Backward>(kind, output.scalar_type(), kind, steps, grad_output, grad_h_n,
-                            grad_c_n, weight_hh, h0, c0, output, workspace, reverse);
+  return with_types(kind, output.scalar_type(), [&](auto type_tag, auto cell) {
+    return backward_impl<decltype(type_tag), decltype(cell)>(
+        kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output, workspace,
+        reverse);
+  });
 }
 
 }  // namespace cpu

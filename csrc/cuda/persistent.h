@@ -16,21 +16,6 @@
 namespace fastrnn {
 namespace cuda {
 
-// Calls fn(T(), Cell()) for the compute dtype (float or double) and the cell kind.
-template <typename F>
-auto with_types(CellKind kind, at::ScalarType dtype, const F& fn) {
-  auto run = [&](auto type_tag) {
-    using T = decltype(type_tag);
-    switch (kind) {
-      case CellKind::LSTM: return fn(type_tag, LSTMCell<T>());
-      case CellKind::GRU: return fn(type_tag, GRUCell<T>());
-      case CellKind::RNN_TANH: return fn(type_tag, RNNCell<T, false>());
-      default: return fn(type_tag, RNNCell<T, true>());
-    }
-  };
-  return dtype == at::kDouble ? run(double()) : run(float());
-}
-
 // Rows of the batch one thread block of the persistent kernels owns, at most.
 constexpr int64_t kPersistentMaxRows = 4;
 

@@ -97,36 +97,29 @@ void step_gemm(const at::Tensor& B, int64_t rows, const T* A, int64_t lda, T* C,
 }
 
 template <typename T, typename Cell>
-ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_proj,
+ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Tensor& input_proj,
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
                            const at::Tensor& h0, const at::Tensor& c0, bool reverse) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  const int64_t H = weight_hh.size(1), GH = G * H, N = input_proj.size(0);
-  const int64_t batch = h0.size(0), T_ = steps.steps();
+  const int64_t H = weight_hh.size(1), GH = G * H, T_ = steps.steps();
   auto stream = at::cuda::getCurrentCUDAStream();
 
-  at::Tensor gx_t = input_proj.contiguous();
-  at::Tensor bias_t = bias_hh.has_value() ? bias_hh->contiguous() : at::Tensor();
-  at::Tensor h = h0.contiguous().clone();
-  at::Tensor c = Cell::kHasCell ? c0.contiguous().clone() : at::Tensor();
-  at::Tensor output = at::empty({N, H}, input_proj.options());
-  at::Tensor workspace = at::empty({S > 0 ? N : 0, S * H}, input_proj.options());
-  at::Tensor gh_t = at::empty({batch, GH}, input_proj.options());
+  ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0);
   at::Tensor w_t = weight_hh.t();  // [H, GH]
 
-  T* hp = h.data_ptr<T>();
-  T* cp = Cell::kHasCell ? c.data_ptr<T>() : nullptr;
-  T* gh = gh_t.data_ptr<T>();
+  T* hp = buf.h.data_ptr<T>();
+  T* cp = Cell::kHasCell ? buf.c.data_ptr<T>() : nullptr;
+  T* gh = buf.gh.data_ptr<T>();
   for (int64_t s = 0; s < T_; ++s) {
     const int64_t t = reverse ? T_ - 1 - s : s;
     const int64_t rows = steps.sizes[t], off = steps.offsets[t];
-    step_gemm<T>(w_t, rows, hp, H, gh, GH, bias_t, false);
+    step_gemm<T>(w_t, rows, hp, H, gh, GH, buf.bias, false);
     forward_pointwise<T, Cell><<<blocks_for(rows * H), kThreads, 0, stream>>>(
-        rows, H, gx_t.const_data_ptr<T>() + off * GH, gh, hp, cp,
-        output.data_ptr<T>() + off * H, workspace.data_ptr<T>() + off * S * H);
+        rows, H, buf.gx.const_data_ptr<T>() + off * GH, gh, hp, cp,
+        buf.output.data_ptr<T>() + off * H, buf.workspace.data_ptr<T>() + off * S * H);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  return {output, h, c, workspace};
+  return buf.result();
 }
 
 template <typename T, typename Cell>
@@ -173,8 +166,8 @@ ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
     return persistent_forward(kind, steps, input_proj, weight_hh, bias_hh, h0, c0, reverse);
   }
   return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
-    return forward_impl<decltype(type_tag), decltype(cell)>(steps, input_proj, weight_hh, bias_hh,
-                                                            h0, c0, reverse);
+    return forward_impl<decltype(type_tag), decltype(cell)>(kind, steps, input_proj, weight_hh,
+                                                            bias_hh, h0, c0, reverse);
   });
 }
 
