@@ -6,8 +6,8 @@
 """
 from . import functional, ops
 from .modules import GRU, LSTM, RNN, convert, to_torch
-from .ops import gru, lstm, rnn_relu, rnn_tanh
+from .ops import gru, input_projection, lstm, rnn_relu, rnn_tanh
 
 __all__ = ["LSTM", "GRU", "RNN", "convert", "to_torch", "ops", "functional",
-           "lstm", "gru", "rnn_tanh", "rnn_relu"]
+           "lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection"]
 __version__ = "0.1.0"

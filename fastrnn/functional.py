@@ -19,10 +19,7 @@ MODE_TO_CELL = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU"
 def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[Optional[Tensor]],
                h0: Tensor, c0: Optional[Tensor], reverse: bool):
     weight_ih, weight_hh, bias_ih, bias_hh = weights
-    if bias_ih is not None:
-        proj = torch.addmm(bias_ih, data, weight_ih.t())
-    else:
-        proj = data.matmul(weight_ih.t())
+    proj = ops.input_projection(data, weight_ih, bias_ih)
     if cell == "lstm":
         return ops.lstm(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse)
     output, h_n = getattr(ops, cell)(proj, batch_sizes, weight_hh, bias_hh, h0, reverse)

@@ -14,14 +14,16 @@ The C++ kernels are registered as ``torch.ops.fastrnn.<cell>_forward`` and
 ``torch.compile`` and ``torch.library.opcheck``) and autograd formulas, as in
 pytorch/extension-cpp.
 """
+from contextlib import nullcontext
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (loads the library: registers torch.ops.fastrnn.*)
+from . import reference
 
-__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "CELLS"]
+__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "CELLS"]
 
 # cell name -> (gates G, saved values per hidden unit, has a cell state c)
 CELLS = {
@@ -74,6 +76,24 @@ def _no_cell_op(cell: str):
 gru = _no_cell_op("gru")
 rnn_tanh = _no_cell_op("rnn_tanh")
 rnn_relu = _no_cell_op("rnn_relu")
+
+
+def _project(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor]) -> Tensor:
+    if bias_ih is None:
+        return data.matmul(weight_ih.t())
+    return torch.addmm(bias_ih, data, weight_ih.t())
+
+
+def input_projection(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor]) -> Tensor:
+    """``data @ weight_ih.T + bias_ih``, the ``input_proj`` of the ops for a layer input.
+
+    The result remembers where it came from, so that double backward through the op
+    can recompute the layer (the op saves only the recurrence's own results; keeping
+    ``input_proj`` alive for that rare case would cost G*H values per token)."""
+    proj = _project(data, weight_ih, bias_ih)
+    if proj.requires_grad and not torch.compiler.is_compiling():
+        proj._fastrnn_projection = (data, weight_ih, bias_ih)
+    return proj
 
 
 def _workspace_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -173,11 +193,17 @@ def _register(cell: str) -> None:
         c0 = inputs[5] if has_cell else None
         ctx.reverse = inputs[-1]
         ctx.has_bias = bias_hh is not None
+        # Only for double backward (see _backward_by_recomputation): references to tensors
+        # that the input projection's own backward keeps anyway, and a parameter.
+        ctx.projection = getattr(input_proj, "_fastrnn_projection", None)
+        ctx.bias_hh = bias_hh if ctx.projection is not None else None
         out, workspace = output[0], output[-1]
         saved_states = (h0, c0) if has_cell else (h0,)
         ctx.save_for_backward(batch_sizes, weight_hh, *saved_states, out, workspace)
 
     def backward(ctx, *grads):
+        if torch.is_grad_enabled() and ctx.projection is not None:  # create_graph=True
+            return _backward_by_recomputation(cell, ctx, grads)
         batch_sizes, weight_hh, *states, out, workspace = ctx.saved_tensors
         grad_output, grad_h_n = grads[0], grads[1]
         grad_output = torch.zeros_like(out) if grad_output is None else grad_output
@@ -197,17 +223,47 @@ def _register(cell: str) -> None:
 
     torch.library.register_autograd(forward_name, backward, setup_context=setup_context)
 
-    # Double backward (differentiating the gradients, after create_graph=True) would
-    # flow through the backward op, which has no derivative: without this, autograd
-    # only warns and treats it as constant, i.e. silently wrong second derivatives.
+    # The backward op itself has no derivative (create_graph=True calls it only when the
+    # layer cannot be recomputed, see backward above): without this, autograd would only
+    # warn and treat it as constant, i.e. silently wrong second derivatives.
     def no_double_backward(ctx, *grads):
-        raise RuntimeError(
-            f"fastrnn: double backward through {cell} is not supported (the gradient of "
-            "fastrnn's gradient, e.g. a gradient penalty after create_graph=True); use "
-            "torch.nn's module for that model (fastrnn.to_torch)")
+        raise _double_backward_error(cell)
 
     torch.library.register_autograd(f"fastrnn::{cell}_backward", no_double_backward,
                                     setup_context=lambda ctx, inputs, output: None)
+
+
+def _double_backward_error(cell: str) -> RuntimeError:
+    return RuntimeError(
+        f"fastrnn: double backward through {cell} (the gradient of fastrnn's gradient, "
+        "e.g. a gradient penalty after create_graph=True) is supported only when input_proj "
+        "comes from fastrnn.ops.input_projection, as in fastrnn's modules and rnn_stack")
+
+
+def _backward_by_recomputation(cell: str, ctx, grads):
+    """The gradients as a differentiable function of the op's inputs: the layer is
+    recomputed in plain torch ops (fastrnn.reference) and differentiated with
+    create_graph=True. Exact, but as slow as torch.nn's unfused packed path."""
+    has_cell = CELLS[cell][2]
+    batch_sizes, weight_hh, *states, _, _ = ctx.saved_tensors
+    h0, c0 = states[0], (states[1] if has_cell else None)
+    device = weight_hh.device.type
+    with torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext():
+        proj = _project(*ctx.projection)
+        results = reference.direction(cell, proj, batch_sizes, weight_hh, ctx.bias_hh, h0, c0,
+                                      ctx.reverse)
+    # The op's differentiable inputs, in the order of its schema after batch_sizes.
+    inputs = [proj, weight_hh, ctx.bias_hh, h0] + ([c0] if has_cell else [])
+    needs = [ctx.needs_input_grad[0]] + list(ctx.needs_input_grad[2:len(inputs) + 1])
+    wanted = [i for i, t in enumerate(inputs) if needs[i] and t is not None and t.requires_grad]
+    pairs = [(r, g) for r, g in zip(results, grads) if r is not None and g is not None]
+    found = [None] * len(inputs)
+    if wanted and pairs:
+        got = torch.autograd.grad([r for r, _ in pairs], [inputs[i] for i in wanted],
+                                  [g for _, g in pairs], create_graph=True, allow_unused=True)
+        for i, g in zip(wanted, got):
+            found[i] = g
+    return (found[0], None, *found[1:], None)
 
 
 for _cell in CELLS:

@@ -319,16 +319,68 @@ def test_torch_compile_fullgraph_padded_and_packed():
     torch.testing.assert_close(got, module(packed)[0].data, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("cls", [fastrnn.LSTM, fastrnn.GRU, fastrnn.RNN])
-def test_double_backward_is_a_clear_error_not_a_silent_zero(cls):
-    # Without an autograd formula for the backward ops, autograd only warned and returned
-    # zero second derivatives (torch.nn gives non-zero ones here).
-    module = cls(3, 4).double()
-    x = torch.randn(5, 2, 3, dtype=torch.double, requires_grad=True)
-    out, _ = module(x)
-    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)  # first order still works
-    with pytest.raises(RuntimeError, match="fastrnn: double backward .* not supported"):
-        torch.autograd.grad(grad.pow(2).sum(), x)
+def _second_order(module, packed, x, h0):
+    # A gradient penalty: the gradients of the gradients of every input and parameter.
+    inp = pack_padded_sequence(x, torch.tensor([2, 5, 4]), enforce_sorted=False) if packed else x
+    out, hidden = module(inp, h0)
+    out = out.data if isinstance(out, PackedSequence) else out
+    h_n = hidden[0] if isinstance(hidden, tuple) else hidden
+    leaves = [x, *(h0 if isinstance(h0, tuple) else (h0,)), *module.parameters()]
+    first = torch.autograd.grad((out ** 2).sum() + h_n.sin().sum(), leaves, create_graph=True)
+    second = torch.autograd.grad(sum((g ** 2).sum() for g in first), leaves)
+    return first, second
+
+
+@pytest.mark.parametrize("cell", list(PAIRS))
+@pytest.mark.parametrize("layout", ["padded", "unsorted"])
+def test_double_backward_matches_torch(cell, layout):
+    # Was an error (and before that silently zero); torch.nn differentiates its CPU
+    # gradients, so fastrnn recomputes the layer in plain ops when create_graph=True.
+    torch.manual_seed(0)
+    ref, ours = make_pair(cell, 3, 4, num_layers=2, bidirectional=True, dtype=torch.float64)
+    x = torch.randn(5, 3, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(4, 3, 4, dtype=torch.float64, requires_grad=True)
+    if cell == "lstm":
+        h0 = (h0, torch.randn(4, 3, 4, dtype=torch.float64, requires_grad=True))
+    packed = layout == "unsorted"
+    want, got = _second_order(ref, packed, x, h0), _second_order(ours, packed, x, h0)
+    for w, g in zip(want[0] + want[1], got[0] + got[1]):
+        torch.testing.assert_close(g, w, **TOL[torch.float64])
+
+
+def test_gradgradcheck_through_module():
+    module = fastrnn.LSTM(2, 3, bidirectional=True, dtype=torch.float64)
+    names = [name for name, _ in module.named_parameters()]
+    x = torch.randn(4, 2, 2, dtype=torch.float64, requires_grad=True)
+
+    def fn(x, *params):
+        packed = pack_padded_sequence(x, torch.tensor([4, 3]))
+        out, (h, c) = torch.func.functional_call(module, dict(zip(names, params)), (packed,))
+        return out.data, h, c
+
+    assert torch.autograd.gradgradcheck(fn, (x, *module.parameters()))
+
+
+def test_double_backward_of_a_direct_op_call_is_a_clear_error():
+    # The op alone does not keep input_proj; only input_projection's result can be recomputed.
+    # First-order gradients with create_graph=True still work.
+    weight_hh = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    proj = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    h0 = torch.zeros(2, 4, dtype=torch.float64)
+    out, _ = fastrnn.rnn_tanh(proj, torch.tensor([2, 2, 2]), weight_hh, None, h0)
+    (grad,) = torch.autograd.grad(out.sum(), weight_hh, create_graph=True)
+    (plain,) = torch.autograd.grad(
+        fastrnn.rnn_tanh(proj, torch.tensor([2, 2, 2]), weight_hh, None, h0)[0].sum(), weight_hh)
+    torch.testing.assert_close(grad, plain, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="fastrnn: double backward .*input_projection"):
+        torch.autograd.grad(grad.sum(), weight_hh)
+
+    data = torch.randn(6, 3, dtype=torch.float64)
+    weight_ih = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    out, _ = fastrnn.rnn_tanh(fastrnn.input_projection(data, weight_ih, None),
+                              torch.tensor([2, 2, 2]), weight_hh, None, h0)
+    (grad,) = torch.autograd.grad(out.sum(), weight_hh, create_graph=True)
+    assert torch.autograd.grad(grad.sum(), weight_ih)[0].abs().sum() > 0
 
 
 @pytest.mark.parametrize("cls", [fastrnn.LSTM, fastrnn.GRU, fastrnn.RNN])

@@ -1,0 +1,58 @@
+"""One direction of one layer in plain torch ops: the fused ops' math, differentiable
+to any order.
+
+It serves double backward (a gradient of fastrnn's gradient, e.g. a gradient
+penalty): when autograd asks for a gradient with ``create_graph=True``, the ops'
+backward recomputes the layer here and differentiates it, instead of running the
+fused backward kernel, whose result autograd could not differentiate further.
+It is as slow as torch.nn's own packed path; the fused kernels serve everything else.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+def _cell_step(cell: str, gx: Tensor, h: Tensor, c: Optional[Tensor], weight_hh: Tensor,
+               bias_hh: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+    gh = h.matmul(weight_hh.t())
+    if bias_hh is not None:
+        gh = gh + bias_hh
+    if cell == "lstm":
+        i, f, g, o = (gx + gh).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    if cell == "gru":
+        x_r, x_z, x_n = gx.chunk(3, dim=1)
+        h_r, h_z, h_n = gh.chunk(3, dim=1)
+        r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        return n + z * (h - n), None
+    if cell == "rnn_tanh":
+        return torch.tanh(gx + gh), None
+    return torch.relu(gx + gh), None
+
+
+def direction(cell: str, input_proj: Tensor, batch_sizes: Tensor, weight_hh: Tensor,
+              bias_hh: Optional[Tensor], h0: Tensor, c0: Optional[Tensor], reverse: bool
+              ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """What ``torch.ops.fastrnn.<cell>_forward`` computes: ``(output, h_n, c_n)``,
+    ``c_n`` None unless LSTM. Rows that are not live at a step keep their state."""
+    sizes = batch_sizes.tolist()
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[-1] + size)
+    h, c = h0, c0
+    outputs = [None] * len(sizes)
+    for t in (reversed(range(len(sizes))) if reverse else range(len(sizes))):
+        live = sizes[t]
+        gx = input_proj[offsets[t]:offsets[t + 1]]
+        h_live, c_live = _cell_step(cell, gx, h[:live], None if c is None else c[:live],
+                                    weight_hh, bias_hh)
+        outputs[t] = h_live
+        h = torch.cat([h_live, h[live:]])
+        if c is not None:
+            c = torch.cat([c_live, c[live:]])
+    output = torch.cat(outputs) if outputs else input_proj.new_empty((0, h0.shape[1]))
+    return output, h, c
