@@ -7,18 +7,31 @@ is the same layout with ``batch_sizes = [B] * T``, so it needs no special path.
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+import torch.autograd.forward_ad as forward_ad
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import ops
+from . import ops, reference
 
 # torch.nn mode -> fastrnn cell
 MODE_TO_CELL = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
 
 
+def _plain_ops_needed() -> bool:
+    """torch.func transforms (grad, vmap, jacrev, ...) and forward-mode AD cannot go through
+    the fused ops (torch.library's Python autograd does not support them); torch.nn's CPU
+    modules, made of plain ops, can. There the layer runs in plain ops too."""
+    if torch.compiler.is_compiling():
+        return False
+    return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
+
+
 def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[Optional[Tensor]],
                h0: Tensor, c0: Optional[Tensor], reverse: bool):
     weight_ih, weight_hh, bias_ih, bias_hh = weights
+    if _plain_ops_needed():
+        return reference.direction(cell, ops.input_projection(data, weight_ih, bias_ih),
+                                   batch_sizes, weight_hh, bias_hh, h0, c0, reverse)
     proj = ops.input_projection(data, weight_ih, bias_ih)
     if cell == "lstm":
         return ops.lstm(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse)

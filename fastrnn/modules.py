@@ -74,7 +74,7 @@ class _FusedRNNBase(nn.RNNBase):
         return output, hidden
 
     def _fused(self, input: Tensor, batch_sizes: Optional[Tensor], hx):
-        h0, c0 = (hx if isinstance(hx, tuple) else (hx, None))
+        h0, c0 = (hx if isinstance(hx, (tuple, list)) else (hx, None))
         num_directions = 2 if self.bidirectional else 1
         if batch_sizes is not None:
             data = input

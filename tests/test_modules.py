@@ -204,6 +204,19 @@ def test_errors_match_torch(cell, name, args, kwargs):
     assert str(got.value)
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_lstm_takes_hx_as_a_list_like_torch(packed):
+    # torch.nn.LSTM accepts [h0, c0] as well as (h0, c0); fastrnn used to misread the list.
+    ref, ours = make_pair("lstm", 4, 5)
+    x = torch.randn(6, 3, 4)
+    if packed:
+        x = pack_padded_sequence(x, torch.tensor([2, 6, 4]), enforce_sorted=False)
+    hx = [torch.randn(1, 3, 5), torch.randn(1, 3, 5)]
+    want, got = ref(x, hx), ours(x, hx)
+    for w, g in zip(flat_outputs(want[0], want[1]), flat_outputs(got[0], got[1])):
+        torch.testing.assert_close(g, w, **TOL[torch.float32])
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_dropout_between_layers_matches_torch(cell):
     ref, ours = make_pair(cell, 4, 6, num_layers=3, dropout=0.5)
@@ -359,6 +372,32 @@ def test_gradgradcheck_through_module():
         return out.data, h, c
 
     assert torch.autograd.gradgradcheck(fn, (x, *module.parameters()))
+
+
+@pytest.mark.parametrize("cell", list(PAIRS))
+def test_torch_func_transforms_and_forward_ad_match_torch(cell):
+    # They used to raise (torch.library's Python autograd does not support them); the
+    # layer now runs in plain ops under them, as torch.nn's CPU modules do.
+    from torch.func import functional_call, grad, jacrev, jvp
+    import torch.autograd.forward_ad as fwad
+    torch.manual_seed(0)
+    ref, ours = make_pair(cell, 3, 4, num_layers=2, bidirectional=True, dtype=torch.float64)
+    x, t = torch.randn(2, 6, 5, 3, dtype=torch.float64).unbind(0)
+
+    def loss(module):
+        return lambda params, x: functional_call(module, params, (x,))[0].pow(2).sum()
+
+    want = grad(loss(ref))(dict(ref.named_parameters()), x)
+    got = grad(loss(ours))(dict(ours.named_parameters()), x)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], **TOL[torch.float64])
+    torch.testing.assert_close(jacrev(lambda x: ours(x)[0])(x), jacrev(lambda x: ref(x)[0])(x),
+                               **TOL[torch.float64])
+    torch.testing.assert_close(jvp(lambda x: ours(x)[0], (x,), (t,))[1],
+                               jvp(lambda x: ref(x)[0], (x,), (t,))[1], **TOL[torch.float64])
+    with fwad.dual_level():
+        tangents = [fwad.unpack_dual(m(fwad.make_dual(x, t))[0]).tangent for m in (ref, ours)]
+    torch.testing.assert_close(tangents[1], tangents[0], **TOL[torch.float64])
 
 
 def test_double_backward_of_a_direct_op_call_is_a_clear_error():
