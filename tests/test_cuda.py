@@ -241,6 +241,27 @@ def test_cuda_module_matches_torch_nn_multilayer(cell, cuda_path):
     torch.testing.assert_close(got[0].data, want[0].data, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("cell", ALL_CELLS)
+def test_cuda_double_backward_matches_cpu_torch_nn(cell):
+    # cuDNN has no double backward; fastrnn's (a plain-ops recomputation) works on CUDA too.
+    torch.manual_seed(0)
+    cls, extra = TORCH_CELLS[cell]
+    ref = cls(3, 5, num_layers=2, bidirectional=True, **extra).double()
+    ours = fastrnn.convert(cls(3, 5, num_layers=2, bidirectional=True, **extra)).cuda().double()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    results = []
+    for module, device in ((ref, "cpu"), (ours, "cuda")):
+        xd = x.to(device).requires_grad_()
+        out, _ = module(pack_padded_sequence(xd, torch.tensor([6, 2, 5, 1]), enforce_sorted=False))
+        leaves = [xd, *module.parameters()]
+        first = torch.autograd.grad(out.data.pow(2).sum(), leaves, create_graph=True)
+        second = torch.autograd.grad(sum(g.pow(2).sum() for g in first), leaves)
+        results.append([g.cpu() for g in first + second])
+    for want, got in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
 def test_cuda_path_env_must_be_known(monkeypatch):
     monkeypatch.setenv("FASTRNN_CUDA_PATH", "fastest")
     with pytest.raises(RuntimeError, match="FASTRNN_CUDA_PATH must be auto, persistent or per_step"):
