@@ -5,7 +5,9 @@
 With each CUDA path forced in turn (FASTRNN_CUDA_PATH=persistent, per_step): every
 cell as a 2-layer bidirectional module on an unsorted packed batch against torch.nn
 (cuDNN, float64: outputs, states and all gradients), fp64 gradcheck of every op in
-both directions, and float32 module parity with torch.nn on the CPU. Prints one line
+both directions, float32 module parity with torch.nn on the CPU, and bfloat16/float16
+modules (16-bit weights in shared memory) at a hidden size only 16-bit weights fit
+against the per-step path. Prints one line
 per check and exits non-zero if any failed. tests/test_cuda.py is the full suite.
 """
 import os
@@ -59,6 +61,25 @@ def gradcheck(cell, reverse):
     assert torch.autograd.gradcheck(lambda *a: fn(*a, reverse), args)
 
 
+def half_weights_vs_per_step(dtype):
+    # LSTM hidden 150: fits the persistent kernels on an H100/H200 only with 16-bit weights.
+    torch.manual_seed(0)
+    module = fastrnn.LSTM(16, 150, bidirectional=True).to("cuda", dtype)
+    x = torch.randn(9, 5, 16, device="cuda", dtype=dtype)
+    lengths = torch.tensor([9, 3, 6, 1, 8])
+    results = {}
+    for path in ("persistent", "per_step"):
+        os.environ["FASTRNN_CUDA_PATH"] = path
+        module.zero_grad()
+        xd = x.clone().requires_grad_()
+        out, (h, c) = module(pack_padded_sequence(xd, lengths, enforce_sorted=False))
+        (out.data.float().pow(2).sum() + h.float().sum() + c.float().sum()).backward()
+        results[path] = [out.data, h, c, xd.grad] + [p.grad for p in module.parameters()]
+    tol = dict(rtol=1.6e-2, atol=1e-2) if dtype == torch.bfloat16 else dict(rtol=2e-3, atol=2e-3)
+    for got, want in zip(results["persistent"], results["per_step"]):
+        torch.testing.assert_close(got, want, **tol)
+
+
 def main():
     if not torch.cuda.is_available():
         sys.exit("gpu_smoke.py: no CUDA GPU")
@@ -72,6 +93,9 @@ def main():
             for reverse in (False, True):
                 checks.append((f"{path} {cell} gradcheck reverse={reverse}",
                                path, lambda c=cell, r=reverse: gradcheck(c, r)))
+    for dtype in (torch.bfloat16, torch.float16):
+        checks.append((f"persistent vs per_step LSTM hidden 150 {dtype}", "persistent",
+                       lambda d=dtype: half_weights_vs_per_step(d)))
     failed = 0
     for name, path, check in checks:
         os.environ["FASTRNN_CUDA_PATH"] = path

@@ -79,7 +79,7 @@ BackwardBuffers::BackwardBuffers(CellKind kind, const at::Tensor& grad_output_,
     : output(output_.contiguous()),
       workspace(workspace_.contiguous()),
       grad_output(grad_output_.contiguous()),
-      weight_hh(weight_hh_.contiguous()),
+      weight_hh(to_compute_dtype(weight_hh_).contiguous()),
       h0(h0_.contiguous()) {
   const bool has_cell = kind == CellKind::LSTM;
   const int64_t H = weight_hh.size(1), GH = gate_count(kind) * H, N = output.size(0);
@@ -199,13 +199,8 @@ namespace {
 
 // The kernels compute in float for reduced-precision inputs; the workspace
 // stays in float, outputs and gradients return in the input dtype.
-at::Tensor compute_dtype(const at::Tensor& t) {
-  auto dtype = t.scalar_type();
-  return (dtype == at::kBFloat16 || dtype == at::kHalf) ? t.to(at::kFloat) : t;
-}
-
 at::Tensor opt_compute_dtype(const c10::optional<at::Tensor>& t) {
-  return t.has_value() ? compute_dtype(*t) : at::Tensor();
+  return t.has_value() ? to_compute_dtype(*t) : at::Tensor();
 }
 
 template <CellKind kind>
@@ -220,9 +215,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_op_impl(
   if (weight_hh.is_cuda()) kernel = cuda::recurrence_forward;
 #endif
   ForwardResult r = kernel(
-      kind, steps, compute_dtype(input_proj), compute_dtype(weight_hh),
-      bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt, compute_dtype(h0),
-      c0 ? compute_dtype(*c0) : at::Tensor(), reverse);
+      kind, steps, to_compute_dtype(input_proj), weight_hh,
+      bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt, to_compute_dtype(h0),
+      c0 ? to_compute_dtype(*c0) : at::Tensor(), reverse);
   auto dtype = weight_hh.scalar_type();
   return {r.output.to(dtype), r.h_n.to(dtype), r.c_n.defined() ? r.c_n.to(dtype) : r.c_n,
           r.workspace};
@@ -240,9 +235,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_
   if (weight_hh.is_cuda()) kernel = cuda::recurrence_backward;
 #endif
   BackwardResult r = kernel(
-      kind, steps, compute_dtype(grad_output), compute_dtype(grad_h_n),
-      grad_c_n ? compute_dtype(*grad_c_n) : at::Tensor(), compute_dtype(weight_hh),
-      compute_dtype(h0), c0 ? compute_dtype(*c0) : at::Tensor(), compute_dtype(output),
+      kind, steps, to_compute_dtype(grad_output), to_compute_dtype(grad_h_n),
+      grad_c_n ? to_compute_dtype(*grad_c_n) : at::Tensor(), weight_hh,
+      to_compute_dtype(h0), c0 ? to_compute_dtype(*c0) : at::Tensor(), to_compute_dtype(output),
       workspace, reverse);
   auto dtype = weight_hh.scalar_type();
   return {r.grad_input_proj.to(dtype), r.grad_weight_hh.to(dtype), r.grad_bias_hh.to(dtype),

@@ -61,6 +61,12 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
                                 const at::Tensor& h0, const at::Tensor* c0,
                                 const at::Tensor& output, const at::Tensor& workspace);
 
+// The dtype the kernels compute in: float for bfloat16/float16 tensors, else their own.
+inline at::Tensor to_compute_dtype(const at::Tensor& t) {
+  const auto dtype = t.scalar_type();
+  return (dtype == at::kBFloat16 || dtype == at::kHalf) ? t.to(at::kFloat) : t;
+}
+
 // Calls fn(T(), Cell()) for the compute dtype (float or double) and the cell kind:
 // the one place where the runtime cell kind and dtype become template arguments.
 template <typename F>
@@ -106,7 +112,8 @@ struct BackwardResult {
 // ops.cpp): contiguous inputs; dh (dc), the gradient of the running state, which
 // holds grad_h_n (grad_c_n) on entry and grad_h0 (grad_c0) after the time loop;
 // per token dgx = dL/d(input_proj) [N, G*H], dgh = dL/d(W_hh h + b_hh) [N, G*H]
-// (the same tensor as dgx unless GRU) and h_prev = h_{t-1} [N, H].
+// (the same tensor as dgx unless GRU) and h_prev = h_{t-1} [N, H]; weight_hh in the
+// compute dtype.
 struct BackwardBuffers {
   BackwardBuffers(CellKind kind, const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                   const at::Tensor& grad_c_n, const at::Tensor& weight_hh, const at::Tensor& h0,
@@ -120,7 +127,10 @@ struct BackwardBuffers {
 };
 
 // The kernels of one device (or path), forward and backward, over one layer in one
-// direction; the tensors are in the compute dtype (float or double) and checked.
+// direction; the tensors are checked and in the compute dtype (float or double), except
+// weight_hh, which keeps the op's dtype: the persistent CUDA kernels hold bfloat16/float16
+// weights in shared memory as they are (twice the hidden units fit), the other paths
+// convert it (to_compute_dtype).
 using ForwardFn = ForwardResult(CellKind kind, const PackedSteps& steps,
                                 const at::Tensor& input_proj, const at::Tensor& weight_hh,
                                 const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,

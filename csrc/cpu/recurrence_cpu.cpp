@@ -149,7 +149,7 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
   const int64_t batch = h0.size(0), T_ = steps.steps();
 
   ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0);
-  StepGemm<T> gemm(weight_hh.t().contiguous(), H, GH);
+  StepGemm<T> gemm(to_compute_dtype(weight_hh).t().contiguous(), H, GH);
 
   const T* gx = buf.gx.const_data_ptr<T>();
   const T* bias = buf.bias.defined() ? buf.bias.const_data_ptr<T>() : nullptr;

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "persistent.h"
 
@@ -45,7 +46,7 @@ __device__ inline int live_rows(int64_t size, int64_t r0, int rows) {
 // w_s[k*GH + n], consecutive threads consecutive banks), h_s [rows][H],
 // c_s [rows][H], gx_s [rows][G*H] (this step's input projection), gh_s
 // [rows][G*H] (W_hh h + b_hh).
-template <typename T, typename Cell>
+template <typename T, typename Cell, typename W>
 __global__ void __launch_bounds__(kMaxThreads) persistent_forward_kernel(
     int64_t steps,                        // time steps T
     int64_t batch,                        // rows at step 0 (batch_sizes[0])
@@ -55,7 +56,7 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_forward_kernel(
     const int64_t* __restrict__ sizes,    // [T] live rows per step (device copy of batch_sizes)
     const int64_t* __restrict__ offsets,  // [T] packed index of each step's first token
     const T* __restrict__ gx,             // [N, G*H] input projection W_ih x + b_ih
-    const T* __restrict__ w,              // [G*H, H] weight_hh
+    const W* __restrict__ w,              // [G*H, H] weight_hh (W: T, or bfloat16/float16)
     const T* __restrict__ bias,           // [G*H] bias_hh, or nullptr
     const T* __restrict__ h0,             // [batch, H]
     const T* __restrict__ c0,             // [batch, H] (LSTM), or nullptr
@@ -67,8 +68,8 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_forward_kernel(
   const int GH = G * H, R = rows_per_block;
   const int tid = threadIdx.x, nthreads = blockDim.x;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* w_s = reinterpret_cast<T*>(smem_raw);
-  T* h_s = w_s + GH * H;
+  W* w_s = reinterpret_cast<W*>(smem_raw);
+  T* h_s = reinterpret_cast<T*>(smem_raw + (sizeof(W) * GH * H + 15) / 16 * 16);
   T* c_s = h_s + R * H;
   T* gx_s = c_s + R * H;
   T* gh_s = gx_s + R * GH;
@@ -103,7 +104,7 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_forward_kernel(
       }
 #pragma unroll 4
       for (int k = 0; k < H; ++k) {
-        const T wv = w_s[k * GH + n];
+        const T wv = static_cast<T>(w_s[k * GH + n]);
 #pragma unroll
         for (int rr = 0; rr < kMaxRows; ++rr) {
           if (rr < live) acc[rr] += wv * h_s[rr * H + k];
@@ -139,7 +140,7 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_forward_kernel(
 // Backward. Shared memory: w_s [G*H][H] (weight_hh as it is: thread k reads
 // w_s[n*H + k]), dh_s [rows][H], dc_s [rows][H], dgx_s [rows][G*H], dgh_s
 // [rows][G*H] (used by GRU only; the other cells' hidden-side gradient is dgx).
-template <typename T, typename Cell>
+template <typename T, typename Cell, typename W>
 __global__ void __launch_bounds__(kMaxThreads) persistent_backward_kernel(
     int64_t steps,                        // time steps T
     int64_t batch,                        // rows at step 0
@@ -149,7 +150,7 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_backward_kernel(
     const int64_t* __restrict__ sizes,    // [T] live rows per step
     const int64_t* __restrict__ offsets,  // [T] packed index of each step's first token
     const T* __restrict__ gout,           // [N, H] dL/d(output)
-    const T* __restrict__ w,              // [G*H, H] weight_hh
+    const W* __restrict__ w,              // [G*H, H] weight_hh (W: T, or bfloat16/float16)
     const T* __restrict__ h0,             // [batch, H]
     const T* __restrict__ c0,             // [batch, H] (LSTM), or nullptr
     const T* __restrict__ out,            // [N, H] forward output
@@ -163,8 +164,8 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_backward_kernel(
   const int GH = G * H, R = rows_per_block;
   const int tid = threadIdx.x, nthreads = blockDim.x;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* w_s = reinterpret_cast<T*>(smem_raw);
-  T* dh_s = w_s + GH * H;
+  W* w_s = reinterpret_cast<W*>(smem_raw);
+  T* dh_s = reinterpret_cast<T*>(smem_raw + (sizeof(W) * GH * H + 15) / 16 * 16);
   T* dc_s = dh_s + R * H;
   T* dgx_s = dc_s + R * H;
   T* dgh_s = dgx_s + R * GH;
@@ -222,7 +223,7 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_backward_kernel(
       const T* d = dgate_s + rr * GH;
       T acc = T(0);
 #pragma unroll 4
-      for (int n = 0; n < GH; ++n) acc += d[n] * w_s[n * H + k];
+      for (int n = 0; n < GH; ++n) acc += d[n] * static_cast<T>(w_s[n * H + k]);
       dh_s[rr * H + k] += acc;
     }
     __syncthreads();
@@ -234,6 +235,17 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_backward_kernel(
   }
 }
 
+// Calls fn(W()) for the type weight_hh is read as: bfloat16/float16 weights as they are
+// (computing in float), else the compute type T.
+template <typename T, typename F>
+auto with_weight_type(T type_tag, at::ScalarType weight_dtype, const F& fn) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (weight_dtype == at::kHalf) return fn(c10::Half());
+    if (weight_dtype == at::kBFloat16) return fn(c10::BFloat16());
+  }
+  return fn(type_tag);
+}
+
 // Launch shape of one call: rows per block (spreading a small batch over the
 // SMs, up to kMaxRows per block for a large one), blocks, threads, shared memory.
 struct Launch {
@@ -243,14 +255,16 @@ struct Launch {
   int64_t smem;
 };
 
-Launch plan(CellKind kind, int64_t H, int64_t elem_size, int64_t batch) {
+Launch plan(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_size,
+            int64_t batch) {
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
   const int64_t sms = prop->multiProcessorCount;
   const int64_t rows = std::min<int64_t>(kMaxRows, std::max<int64_t>(1, (batch + sms - 1) / sms));
   const int64_t GH = gate_count(kind) * H;
   const int64_t threads = std::min<int64_t>(kMaxThreads, (GH + 31) / 32 * 32);
   return {static_cast<int>(rows), static_cast<unsigned>((batch + rows - 1) / rows),
-          static_cast<int>(threads), persistent_smem_bytes(kind, H, elem_size, rows)};
+          static_cast<int>(threads),
+          persistent_smem_bytes(kind, H, weight_elem_size, elem_size, rows)};
 }
 
 // Allows `kernel` more than 48 KiB of dynamic shared memory when it needs it.
@@ -275,7 +289,7 @@ at::Tensor device_steps(const PackedSteps& steps, const at::Device& device) {
   return host.to(device, at::kLong, /*non_blocking=*/true);
 }
 
-template <typename T, typename Cell>
+template <typename T, typename Cell, typename W>
 ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_proj,
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
                            const at::Tensor& h0, const at::Tensor& c0, bool reverse, CellKind kind) {
@@ -294,12 +308,12 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
   if (batch == 0) return {output, h_n, c_n, workspace};
 
   at::Tensor dev = device_steps(steps, input_proj.device());
-  const Launch L = plan(kind, H, sizeof(T), batch);
-  auto kernel = persistent_forward_kernel<T, Cell>;
+  const Launch L = plan(kind, H, sizeof(W), sizeof(T), batch);
+  auto kernel = persistent_forward_kernel<T, Cell, W>;
   allow_smem(kernel, L.smem);
   kernel<<<L.blocks, L.threads, L.smem, at::cuda::getCurrentCUDAStream()>>>(
       T_, batch, static_cast<int>(H), L.rows, reverse, dev.const_data_ptr<int64_t>(),
-      dev.const_data_ptr<int64_t>() + T_, gx.const_data_ptr<T>(), w.const_data_ptr<T>(),
+      dev.const_data_ptr<int64_t>() + T_, gx.const_data_ptr<T>(), w.const_data_ptr<W>(),
       bias.defined() ? bias.const_data_ptr<T>() : nullptr, h0_t.const_data_ptr<T>(),
       Cell::kHasCell ? c0_t.const_data_ptr<T>() : nullptr, output.data_ptr<T>(),
       workspace.data_ptr<T>(), h_n.data_ptr<T>(), Cell::kHasCell ? c_n.data_ptr<T>() : nullptr);
@@ -307,7 +321,7 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
   return {output, h_n, c_n, workspace};
 }
 
-template <typename T, typename Cell>
+template <typename T, typename Cell, typename W>
 BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
                              const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                              const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
@@ -318,13 +332,14 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
                       workspace);
   if (batch > 0) {
     at::Tensor dev = device_steps(steps, output.device());
-    const Launch L = plan(kind, H, sizeof(T), batch);
-    auto kernel = persistent_backward_kernel<T, Cell>;
+    const Launch L = plan(kind, H, sizeof(W), sizeof(T), batch);
+    auto kernel = persistent_backward_kernel<T, Cell, W>;
+    at::Tensor w = weight_hh.contiguous();  // buf.weight_hh is in the compute dtype
     allow_smem(kernel, L.smem);
     kernel<<<L.blocks, L.threads, L.smem, at::cuda::getCurrentCUDAStream()>>>(
         T_, batch, static_cast<int>(H), L.rows, reverse, dev.const_data_ptr<int64_t>(),
         dev.const_data_ptr<int64_t>() + T_, buf.grad_output.const_data_ptr<T>(),
-        buf.weight_hh.const_data_ptr<T>(), buf.h0.const_data_ptr<T>(),
+        w.const_data_ptr<W>(), buf.h0.const_data_ptr<T>(),
         Cell::kHasCell ? buf.c0.const_data_ptr<T>() : nullptr, buf.output.const_data_ptr<T>(),
         buf.workspace.const_data_ptr<T>(), buf.dh.data_ptr<T>(),
         Cell::kHasCell ? buf.dc.data_ptr<T>() : nullptr, buf.dgx.data_ptr<T>(),
@@ -336,19 +351,22 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
 
 }  // namespace
 
-bool use_persistent(CellKind kind, int64_t H, int64_t elem_size, int64_t batch) {
+bool use_persistent(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_size,
+                    int64_t batch) {
   const char* env = std::getenv("FASTRNN_CUDA_PATH");
   const std::string mode = env && *env ? env : "auto";
   TORCH_CHECK(mode == "auto" || mode == "persistent" || mode == "per_step",
               "fastrnn: FASTRNN_CUDA_PATH must be auto, persistent or per_step, got '", mode, "'");
   if (mode == "per_step") return false;
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-  const int64_t need = persistent_smem_bytes(kind, H, elem_size, kPersistentMaxRows);
+  const int64_t need =
+      persistent_smem_bytes(kind, H, weight_elem_size, elem_size, kPersistentMaxRows);
   const int64_t have = static_cast<int64_t>(prop->sharedMemPerBlockOptin);
   const bool fits = H >= 1 && need <= have;
   if (mode == "persistent") {
     TORCH_CHECK(fits, "fastrnn: FASTRNN_CUDA_PATH=persistent, but the persistent CUDA kernels of ",
-                cell_name(kind), " with hidden_size ", H, " in ", elem_size == 8 ? "float64" : "float32",
+                cell_name(kind), " with hidden_size ", H, " and ", weight_elem_size * 8,
+                "-bit weights",
                 " need ", need, " bytes of shared memory per block and ", prop->name, " allows ",
                 have, "; use FASTRNN_CUDA_PATH=auto or per_step for this size");
     return true;
@@ -361,8 +379,10 @@ ForwardResult persistent_forward(CellKind kind, const PackedSteps& steps,
                                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
                                  const at::Tensor& c0, bool reverse) {
   return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
-    return forward_impl<decltype(type_tag), decltype(cell)>(steps, input_proj, weight_hh, bias_hh,
-                                                            h0, c0, reverse, kind);
+    return with_weight_type(type_tag, weight_hh.scalar_type(), [&](auto weight_tag) {
+      return forward_impl<decltype(type_tag), decltype(cell), decltype(weight_tag)>(
+          steps, input_proj, weight_hh, bias_hh, h0, c0, reverse, kind);
+    });
   });
 }
 
@@ -373,9 +393,11 @@ BackwardResult persistent_backward(CellKind kind, const PackedSteps& steps,
                                    const at::Tensor& output, const at::Tensor& workspace,
                                    bool reverse) {
   return with_types(kind, output.scalar_type(), [&](auto type_tag, auto cell) {
-    return backward_impl<decltype(type_tag), decltype(cell)>(
-        kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output, workspace,
-        reverse);
+    return with_weight_type(type_tag, weight_hh.scalar_type(), [&](auto weight_tag) {
+      return backward_impl<decltype(type_tag), decltype(cell), decltype(weight_tag)>(
+          kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output, workspace,
+          reverse);
+    });
   });
 }
 

@@ -19,12 +19,19 @@ namespace cuda {
 // Rows of the batch one thread block of the persistent kernels owns, at most.
 constexpr int64_t kPersistentMaxRows = 4;
 
+// Bytes of weight_hh in shared memory, rounded up so that what follows stays aligned.
+inline int64_t persistent_weight_bytes(CellKind kind, int64_t H, int64_t weight_elem_size) {
+  return (weight_elem_size * gate_count(kind) * H * H + 15) / 16 * 16;
+}
+
 // Dynamic shared memory of a persistent kernel whose blocks own `rows` rows:
-// weight_hh (G*H*H values) plus per row two H-vectors (h, c or dh, dc) and two
-// G*H-vectors (gate inputs or gate gradients), all in the compute dtype.
-inline int64_t persistent_smem_bytes(CellKind kind, int64_t H, int64_t elem_size, int64_t rows) {
+// weight_hh (G*H*H values in its own dtype: bfloat16/float16 weights take half the
+// room of float ones) plus per row two H-vectors (h, c or dh, dc) and two G*H-vectors
+// (gate inputs or gate gradients) in the compute dtype.
+inline int64_t persistent_smem_bytes(CellKind kind, int64_t H, int64_t weight_elem_size,
+                                     int64_t elem_size, int64_t rows) {
   const int64_t GH = gate_count(kind) * H;
-  return elem_size * (GH * H + rows * (2 * H + 2 * GH));
+  return persistent_weight_bytes(kind, H, weight_elem_size) + elem_size * rows * (2 * H + 2 * GH);
 }
 
 // Whether this call takes the persistent path: FASTRNN_CUDA_PATH=per_step -> no;
@@ -32,7 +39,8 @@ inline int64_t persistent_smem_bytes(CellKind kind, int64_t H, int64_t elem_size
 // device; auto (or unset) -> yes when they fit (persistent_smem_bytes with
 // kPersistentMaxRows rows <= the device's opt-in shared memory per block) and the
 // batch is at most 2 * kPersistentMaxRows * (number of SMs) rows.
-bool use_persistent(CellKind kind, int64_t H, int64_t elem_size, int64_t batch);
+bool use_persistent(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_size,
+                    int64_t batch);
 
 // The persistent path; same contract as recurrence_forward/recurrence_backward
 // (recurrence.h), and the same output/workspace layout as the per-step path, so

@@ -105,7 +105,7 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
   auto stream = at::cuda::getCurrentCUDAStream();
 
   ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0);
-  at::Tensor w_t = weight_hh.t();  // [H, GH]
+  at::Tensor w_t = to_compute_dtype(weight_hh).t();  // [H, GH]
 
   T* hp = buf.h.data_ptr<T>();
   T* cp = Cell::kHasCell ? buf.c.data_ptr<T>() : nullptr;
@@ -162,7 +162,8 @@ ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
                                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
                                  const at::Tensor& c0, bool reverse) {
   c10::cuda::CUDAGuard guard(input_proj.device());
-  if (use_persistent(kind, weight_hh.size(1), input_proj.element_size(), h0.size(0))) {
+  if (use_persistent(kind, weight_hh.size(1), weight_hh.element_size(), input_proj.element_size(),
+                     h0.size(0))) {
     return persistent_forward(kind, steps, input_proj, weight_hh, bias_hh, h0, c0, reverse);
   }
   return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
@@ -178,7 +179,8 @@ BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
                                    const at::Tensor& output, const at::Tensor& workspace,
                                    bool reverse) {
   c10::cuda::CUDAGuard guard(output.device());
-  if (use_persistent(kind, weight_hh.size(1), output.element_size(), h0.size(0))) {
+  if (use_persistent(kind, weight_hh.size(1), weight_hh.element_size(), output.element_size(),
+                     h0.size(0))) {
     return persistent_backward(kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0,
                                output, workspace, reverse);
   }
