@@ -134,6 +134,6 @@ setup(
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     python_requires=">=3.9",
     install_requires=["torch>=2.4", "tqdm"],
-    extras_require={"plot": ["matplotlib"]},
+    extras_require={"plot": ["matplotlib"], "test": ["pytest", "hypothesis", "expecttest"]},
     entry_points={"console_scripts": ["fastrnn-agnews = fastrnn.agnews.cli:main"]},
 )

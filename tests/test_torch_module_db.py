@@ -4,11 +4,13 @@ reference functions, gradcheck and gradgradcheck, non-contiguous inputs, error i
 import pytest
 import torch
 from torch.nn.utils.rnn import PackedSequence
-from torch.testing._internal.common_modules import ModuleErrorEnum, module_db
-from torch.utils._pytree import tree_flatten, tree_map
 
-import fastrnn
-from helpers import TOL
+pytest.importorskip("expecttest")  # torch.testing._internal needs it (README: test deps)
+from torch.testing._internal.common_modules import ModuleErrorEnum, module_db  # noqa: E402
+from torch.utils._pytree import tree_flatten, tree_map  # noqa: E402
+
+import fastrnn  # noqa: E402
+from helpers import TOL  # noqa: E402
 
 OURS = {torch.nn.RNN: fastrnn.RNN, torch.nn.GRU: fastrnn.GRU, torch.nn.LSTM: fastrnn.LSTM}
 INFOS = [info for info in module_db if info.module_cls in OURS]
