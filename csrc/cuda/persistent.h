@@ -12,12 +12,10 @@
 
 #include "../cell_math.h"
 #include "../recurrence.h"
+#include "persistent_kernels.cuh"
 
 namespace fastrnn {
 namespace cuda {
-
-// Rows of the batch one thread block of the persistent kernels owns, at most.
-constexpr int64_t kPersistentMaxRows = 4;
 
 // Bytes of weight_hh in shared memory, rounded up so that what follows stays aligned.
 inline int64_t persistent_weight_bytes(CellKind kind, int64_t H, int64_t weight_elem_size) {

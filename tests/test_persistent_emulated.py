@@ -1,0 +1,141 @@
+"""The persistent CUDA kernels (csrc/cuda/persistent_kernels.cuh), compiled for the CPU
+with tests/emulation/cuda_shim.h and run thread by thread, against the CPU ops.
+
+No GPU needed: this checks the kernels' logic, indexing (live rows, reverse walks,
+token offsets, rows per block, strided loops when a block has fewer threads than
+gates) and shared-memory layout (bfloat16/float16 weights included) with the very
+source nvcc compiles. It cannot see what only hardware shows (races, the memory
+model, launch limits); tests/test_cuda.py does that on a GPU.
+"""
+import ctypes
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils import cpp_extension
+
+from fastrnn.ops import CELLS
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = [ROOT / "tests/emulation/persistent_emulator.cpp", ROOT / "tests/emulation/cuda_shim.h",
+           ROOT / "csrc/cuda/persistent_kernels.cuh", ROOT / "csrc/cell_math.h"]
+CELL_CODES = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}
+MAX_ROWS = 4
+
+
+class Args(ctypes.Structure):
+    _fields_ = ([("steps", ctypes.c_int64), ("batch", ctypes.c_int64)]
+                + [(n, ctypes.c_int) for n in ("H", "rows", "threads", "reverse")]
+                + [(n, ctypes.c_void_p) for n in (
+                    "sizes", "offsets", "a", "w", "b", "h0", "c0", "out_in", "saved_in", "out",
+                    "saved", "h_n", "c_n", "dgx", "dgh", "h_prev")])
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES)).hexdigest()[:16]
+    lib = tmp_path_factory.mktemp("emulator") / f"persistent_emulator_{digest}.so"
+    includes = [f"-I{p}" for p in [ROOT / "csrc", *cpp_extension.include_paths()]]
+    subprocess.run([compiler, "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread",
+                    "-Wno-unknown-pragmas", *includes, str(SOURCES[0]), "-o", str(lib)],
+                   check=True, capture_output=True)
+    emulate = ctypes.CDLL(str(lib)).emulate
+    emulate.argtypes = [ctypes.c_int] * 4 + [ctypes.POINTER(Args)]
+    return emulate
+
+
+def ptr(t):
+    return None if t is None else t.data_ptr()
+
+
+def run_kernel(emulate, forward, cell, weight_code, steps_info, H, rows, threads, reverse,
+               tensors, dtype):
+    sizes, offsets = steps_info
+    args = Args(steps=len(sizes), batch=int(sizes[0]), H=H, rows=rows, threads=threads,
+                reverse=int(reverse), sizes=ptr(sizes), offsets=ptr(offsets),
+                **{k: ptr(v) for k, v in tensors.items()})
+    ok = emulate(int(forward), CELL_CODES[cell], int(dtype == torch.float64), weight_code,
+                 ctypes.byref(args))
+    assert ok == 1, "the kernel wrote past its shared memory"
+
+
+CASES = [(6, 5, 5, 3, 1), (3, 3, 3, 3), (1, 1), (7,), (5, 2, 2, 2, 1, 1, 1)]
+WEIGHTS = {"float32": (torch.float32, 0), "float64": (torch.float64, 0),
+           "float16-weights": (torch.float16, 1), "bfloat16-weights": (torch.bfloat16, 2)}
+
+
+@pytest.mark.parametrize("weights", list(WEIGHTS))
+@pytest.mark.parametrize("cell", list(CELL_CODES))
+def test_persistent_kernels_match_cpu_ops(emulator, cell, weights):
+    weight_dtype, weight_code = WEIGHTS[weights]
+    dtype = torch.float64 if weight_dtype == torch.float64 else torch.float32
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+    gates, saved, has_cell = CELLS[cell]
+    gen = torch.Generator().manual_seed(CELL_CODES[cell])
+    # (H, threads): one block thread per gate unit as persistent.cu plans it, and a
+    # 32-thread block with more gate units than threads (the strided loops).
+    for H, threads in ((5, 32), (11, 32), (9, 64)):
+        threads = min(threads, 512)
+        for case_index, batch_sizes in enumerate(CASES):
+            for reverse in (False, True):
+                rows = 1 + (case_index + reverse + H) % MAX_ROWS
+                check_one(emulator, cell, weight_dtype, weight_code, dtype, gates, saved,
+                          has_cell, H, threads, batch_sizes, reverse, rows, gen, tol)
+
+
+def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has_cell, H,
+              threads, batch_sizes, reverse, rows, gen, tol):
+    bs = torch.tensor(batch_sizes, dtype=torch.int64)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), bs.cumsum(0)[:-1]])
+    N, B, GH = int(bs.sum()), batch_sizes[0], gates * H
+
+    def rand(*shape, scale=1.0):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64).mul(scale).to(dtype)
+
+    gx, bias, h0 = rand(N, GH), rand(GH, scale=0.3), rand(B, H)
+    c0 = rand(B, H) if has_cell else None
+    weight = rand(GH, H, scale=0.5).to(weight_dtype)
+    # The reference: the CPU op, with the weights as the kernel reads them.
+    args = [gx, bs, weight.to(dtype), bias, h0] + ([c0] if has_cell else [])
+    forward_op = getattr(torch.ops.fastrnn, f"{cell}_forward").default
+    want = forward_op(*args, reverse)
+    want_out, want_h, want_ws = want[0], want[1], want[-1]
+
+    out, h_n = torch.empty(N, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
+    ws = torch.empty(N if saved else 0, saved * H, dtype=dtype)
+    c_n = torch.empty(B, H, dtype=dtype) if has_cell else None
+    run_kernel(emulate, True, cell, weight_code, (bs, offsets), H, rows, threads, reverse,
+               dict(a=gx, w=weight, b=bias, h0=h0, c0=c0, out=out, saved=ws, h_n=h_n, c_n=c_n),
+               dtype)
+    where = f"{cell} H={H} batch_sizes={batch_sizes} reverse={reverse} rows={rows}"
+    torch.testing.assert_close(out, want_out, **tol, msg=lambda m: f"output, {where}: {m}")
+    torch.testing.assert_close(h_n, want_h, **tol, msg=lambda m: f"h_n, {where}: {m}")
+    if has_cell:
+        torch.testing.assert_close(c_n, want[2], **tol, msg=lambda m: f"c_n, {where}: {m}")
+    if saved:
+        torch.testing.assert_close(ws, want_ws, **tol, msg=lambda m: f"workspace, {where}: {m}")
+
+    # Backward from the CPU forward's results; weight gradients as BackwardBuffers::finish.
+    gout, gh_n = rand(N, H), rand(B, H)
+    gc_n = rand(B, H) if has_cell else None
+    backward_op = getattr(torch.ops.fastrnn, f"{cell}_backward").default
+    grads_in = [gout, gh_n] + ([gc_n] if has_cell else [])
+    states = [h0] + ([c0] if has_cell else [])
+    expect = backward_op(*grads_in, bs, weight.to(dtype), *states, want_out, want_ws, reverse)
+    dh, dc = gh_n.clone(), (gc_n.clone() if has_cell else None)
+    dgx = torch.empty(N, GH, dtype=dtype)
+    dgh = torch.empty(N, GH, dtype=dtype) if cell == "gru" else dgx
+    h_prev = torch.empty(N, H, dtype=dtype)
+    run_kernel(emulate, False, cell, weight_code, (bs, offsets), H, rows, threads, reverse,
+               dict(a=gout, w=weight, h0=h0, c0=c0, out_in=want_out, saved_in=want_ws,
+                    h_n=dh, c_n=dc, dgx=dgx, dgh=dgh, h_prev=h_prev), dtype)
+    got = [dgx, dgh.t() @ h_prev, dgh.sum(0), dh] + ([dc] if has_cell else [])
+    names = ["grad_input_proj", "grad_weight_hh", "grad_bias_hh", "grad_h0", "grad_c0"]
+    for name, g, w in zip(names, got, expect):
+        torch.testing.assert_close(g, w, **tol, msg=lambda m, n=name: f"{n}, {where}: {m}")
