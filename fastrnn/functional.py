@@ -79,4 +79,8 @@ def rnn_stack(
         layer_input = outputs[0] if num_directions == 1 else torch.cat(outputs, dim=1)
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, p=dropout, training=True)
+    if num_directions == 1 and layer_input.requires_grad:
+        # The op saved this very tensor for backward; torch.nn returns a fresh one that
+        # callers may change in place (out += residual, relu_), so they get a copy.
+        layer_input = layer_input.clone()
     return layer_input, torch.stack(h_n), (torch.stack(c_n) if cell == "lstm" else None)

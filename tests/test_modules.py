@@ -217,6 +217,28 @@ def test_lstm_takes_hx_as_a_list_like_torch(packed):
         torch.testing.assert_close(g, w, **TOL[torch.float32])
 
 
+@pytest.mark.parametrize("cell", list(PAIRS))
+@pytest.mark.parametrize("packed", [False, True])
+def test_outputs_can_be_changed_in_place_like_torch(cell, packed):
+    # e.g. `out += residual` or relu_(out): the op saves its output for backward, so the
+    # module returned that very tensor and backward then refused. torch.nn's CPU modules
+    # return a fresh tensor (except its float32 padded LSTM through oneDNN, which refuses).
+    ref, ours = make_pair(cell, 4, 5, dtype=torch.float64)
+    grads = []
+    for module in (ref, ours):
+        x = torch.randn(6, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0),
+                        requires_grad=True)
+        inp = pack_padded_sequence(x, torch.tensor([2, 6, 4]), enforce_sorted=False) if packed else x
+        out, hidden = module(inp)
+        flat = flat_outputs(out, hidden)
+        for t in flat:
+            t.mul_(2)
+        sum((t ** 2).sum() for t in flat).backward()
+        grads.append([x.grad] + [p.grad for p in module.parameters()])
+    for want, got in zip(*grads):
+        torch.testing.assert_close(got, want, **TOL[torch.float64])
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_dropout_between_layers_matches_torch(cell):
     ref, ours = make_pair(cell, 4, 6, num_layers=3, dropout=0.5)
