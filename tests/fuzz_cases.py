@@ -121,3 +121,28 @@ def check_case(case):
         if g is not None:
             assert_close(g, w, tol, f"grad of {name}")
     figures.count("differential")
+
+
+def check_second_order(case):
+    """Second derivatives: the gradients of (the squared gradients of) every input, state
+    and parameter, with create_graph=True, against torch.nn (float64)."""
+    case = dict(case, dtype="float64")
+    gen = torch.Generator().manual_seed(case["seed"])
+    ref, ours = make_modules(case)
+    inp, x, batch = make_input(case, gen)
+    hx, hx_leaves = make_hx(case, batch, gen)
+    results = []
+    for module in (ref, ours):
+        outputs = flatten(module(inp, hx))
+        leaves = [x] + hx_leaves + list(module.parameters())
+        loss = sum((o.sin() * (i + 1)).sum() for i, o in enumerate(outputs))
+        first = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
+        used = [(g, leaf) for g, leaf in zip(first, leaves) if g is not None and g.requires_grad]
+        penalty = sum((g ** 2).sum() for g, _ in used)
+        second = torch.autograd.grad(penalty, leaves, allow_unused=True, retain_graph=True)
+        results.append(list(first) + list(second))
+    for i, (g, w) in enumerate(zip(results[1], results[0])):
+        assert (g is None) == (w is None), i
+        if g is not None:
+            assert_close(g, w, TOL["float64"], f"{'second' if i >= len(results[0]) // 2 else 'first'}-order gradient {i}")
+    figures.count("differential")

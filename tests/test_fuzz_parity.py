@@ -5,16 +5,17 @@ batch_first, bias, proj_size, the input kind (PackedSequence from padded rows or
 list of sequences, sorted or not, padded tensor, unbatched tensor), random lengths >= 1
 (batch of 1, all equal, ...) and whether an initial state is given; outputs, states and
 the gradients of the input, the initial state and every parameter must match torch.nn
-(see fuzz_cases.check_case). The default "ci" profile runs a fixed set of examples; see
+(see fuzz_cases.check_case); a smaller run checks second derivatives (double backward) the
+same way. The default "ci" profile runs a fixed set of examples; see
 tests/conftest.py for the longer run. A failure shrinks to a minimal case dict: keep it
 in tests/test_fuzz_regressions.py.
 """
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from fuzz_cases import check_case  # noqa: E402
+from fuzz_cases import check_case, check_second_order  # noqa: E402
 
 CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
 
@@ -52,6 +53,13 @@ def cases(draw):
 @given(cases())
 def test_fuzz_module_parity(case):
     check_case(case)
+
+
+@settings(max_examples=60)
+@given(cases())
+def test_fuzz_double_backward_parity(case):
+    # create_graph=True recomputes each layer in plain ops (fastrnn/reference.py)
+    check_second_order(case)
 
 
 @st.composite
