@@ -7,6 +7,8 @@ Rows, float32, forward alone and forward+backward, each timed as a median:
   torch = torch.nn.<Cell> (1 layer) on the same batch, packed and padded;
 - module: fastrnn.<Cell> vs torch.nn.<Cell>, 2 layers, bidirectional (when the
   fastrnn modules are available).
+lstm_proj (LSTM with proj_size = hidden/4) compares the modules at both levels ("layer"
+= 1 layer, 1 direction), since the op alone has no projection.
 Shapes: agnews = batch 16, input 64, hidden 32; large = batch 64, input 512, hidden 512;
 lengths drawn from real AG News rows (../shared/data/ag_news/test.csv).
 """
@@ -28,7 +30,11 @@ SHAPES = {
     "agnews": dict(batch=16, input_size=64, hidden_size=32),
     "large": dict(batch=64, input_size=512, hidden_size=512),
 }
-TORCH_CLASSES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN}
+TORCH_CLASSES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN,
+                 "lstm_proj": torch.nn.LSTM}
+# Constructor arguments of each benchmarked cell; lstm_proj = LSTM with proj_size hidden/4.
+EXTRA = {"rnn_tanh": lambda hidden: {"nonlinearity": "tanh"},
+         "lstm_proj": lambda hidden: {"proj_size": hidden // 4}}
 
 
 def layer_case(cell, impl, layout, x, lengths, module, backward):
@@ -98,11 +104,12 @@ def run(shapes, cells, levels, min_run_time, seed=0):
         for cell in cells:
             for level in levels:
                 kwargs = dict(num_layers=2, bidirectional=True) if level == "module" else {}
-                extra = {"nonlinearity": "tanh"} if cell == "rnn_tanh" else {}
+                extra = EXTRA.get(cell, lambda hidden: {})(cfg["hidden_size"])
                 torch.manual_seed(seed)
                 ref = TORCH_CLASSES[cell](cfg["input_size"], cfg["hidden_size"], **kwargs, **extra)
                 ours = None
-                if level == "module":
+                modules_only = level == "module" or cell == "lstm_proj"
+                if modules_only:
                     ours = getattr(fastrnn, TORCH_CLASSES[cell].__name__)(
                         cfg["input_size"], cfg["hidden_size"], **kwargs, **extra)
                     ours.load_state_dict(ref.state_dict())
@@ -112,7 +119,7 @@ def run(shapes, cells, levels, min_run_time, seed=0):
                                tokens=int(lengths.sum()), steps=int(lengths.max()))
                     for impl in ("fastrnn", "torch"):
                         for layout in ("packed", "padded"):
-                            if level == "layer":
+                            if not modules_only:
                                 fn = layer_case(cell, impl, layout, x, lengths, ref, backward)
                             else:
                                 module = ours if impl == "fastrnn" else ref

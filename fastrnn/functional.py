@@ -26,17 +26,56 @@ def _plain_ops_needed() -> bool:
     return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
 
 
+def _first_tokens(batch_sizes: Tensor, reverse: bool) -> Tensor:
+    """Packed index of each row's first token in the walk: step 0 forward, its last
+    step in reverse (rows are sorted by decreasing length, all at least 1)."""
+    rows = torch.arange(int(batch_sizes[0]) if len(batch_sizes) else 0)
+    if not reverse:
+        return rows
+    lengths = (batch_sizes.unsqueeze(0) > rows.unsqueeze(1)).sum(1)
+    offsets = batch_sizes.cumsum(0) - batch_sizes
+    return offsets[lengths - 1] + rows
+
+
+def _projected_lstm(proj: Tensor, batch_sizes: Tensor, weight_hh: Tensor,
+                    bias_hh: Optional[Tensor], weight_hr: Tensor, h0: Tensor, c0: Tensor,
+                    reverse: bool, recurrence):
+    """LSTM with projections (torch.nn's proj_size) on the plain LSTM recurrence.
+
+    With m = o * tanh(c), torch.nn's state is h = m @ W_hr^T, so a step's gates are
+    proj + h_prev @ W_hh^T = proj + m_prev @ (W_hh @ W_hr)^T: the recurrence is a plain
+    LSTM over m with weight_hh = W_hh @ W_hr, whose outputs and final state are then
+    projected by one GEMM each. h0 enters only at each row's first step, so it is added
+    to the input projection there and m starts at zero."""
+    first = _first_tokens(batch_sizes, reverse).to(proj.device)
+    start = h0.matmul(weight_hh.t())
+    shifted = proj.index_add(0, first, start)
+    if proj.requires_grad or start.requires_grad:
+        recompute = getattr(proj, "_fastrnn_recompute", None)
+        if recompute is not None:
+            ops.recomputable(shifted, lambda: recompute().index_add(0, first, start))
+    m0 = h0.new_zeros(h0.shape[0], weight_hr.shape[1])
+    m, m_n, c_n = recurrence(shifted, batch_sizes, weight_hh.matmul(weight_hr), bias_hh, m0, c0,
+                             reverse)
+    return m.matmul(weight_hr.t()), m_n.matmul(weight_hr.t()), c_n
+
+
 def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[Optional[Tensor]],
                h0: Tensor, c0: Optional[Tensor], reverse: bool):
-    weight_ih, weight_hh, bias_ih, bias_hh = weights
-    if _plain_ops_needed():
-        return reference.direction(cell, ops.input_projection(data, weight_ih, bias_ih),
-                                   batch_sizes, weight_hh, bias_hh, h0, c0, reverse)
+    weight_ih, weight_hh, bias_ih, bias_hh, weight_hr = weights
     proj = ops.input_projection(data, weight_ih, bias_ih)
-    if cell == "lstm":
-        return ops.lstm(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse)
-    output, h_n = getattr(ops, cell)(proj, batch_sizes, weight_hh, bias_hh, h0, reverse)
-    return output, h_n, None
+    if _plain_ops_needed():
+        def recurrence(*args):
+            return reference.direction(cell, *args)
+    elif cell == "lstm":
+        recurrence = ops.lstm
+    else:
+        def recurrence(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse):
+            return (*getattr(ops, cell)(proj, batch_sizes, weight_hh, bias_hh, h0, reverse), None)
+    if weight_hr is not None:
+        return _projected_lstm(proj, batch_sizes, weight_hh, bias_hh, weight_hr, h0, c0, reverse,
+                               recurrence)
+    return recurrence(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse)
 
 
 def rnn_stack(
@@ -51,26 +90,29 @@ def rnn_stack(
     dropout: float,
     training: bool,
     bidirectional: bool,
+    proj_size: int = 0,
 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """A stack of recurrent layers over packed data.
 
-    ``h0``/``c0`` are ``[num_layers * num_directions, batch, H]`` in the sorted
-    batch order of the PackedSequence; ``flat_weights`` are in torch.nn's order
-    (``weight_ih, weight_hh[, bias_ih, bias_hh]`` per layer and direction).
-    Returns ``(output_data, h_n, c_n)``; ``c_n`` is None unless LSTM.
+    ``h0``/``c0`` are ``[num_layers * num_directions, batch, H]`` (``h0``: ``proj_size``
+    when given) in the sorted batch order of the PackedSequence; ``flat_weights`` are in
+    torch.nn's order (``weight_ih, weight_hh[, bias_ih, bias_hh][, weight_hr]`` per layer
+    and direction). Returns ``(output_data, h_n, c_n)``; ``c_n`` is None unless LSTM.
     """
     cell = MODE_TO_CELL[mode]
     num_directions = 2 if bidirectional else 1
-    per_direction = 4 if has_bias else 2
+    per_direction = (4 if has_bias else 2) + (1 if proj_size > 0 else 0)
     layer_input = data
     h_n, c_n = [], []
     for layer in range(num_layers):
         outputs = []
         for direction in range(num_directions):
             index = layer * num_directions + direction
-            weights = flat_weights[index * per_direction:(index + 1) * per_direction]
+            weights = list(flat_weights[index * per_direction:(index + 1) * per_direction])
+            weight_hr = weights.pop() if proj_size > 0 else None
             if not has_bias:
-                weights = [*weights, None, None]
+                weights += [None, None]
+            weights.append(weight_hr)
             output, h, c = _direction(cell, layer_input, batch_sizes, weights, h0[index],
                                       None if c0 is None else c0[index], reverse=direction == 1)
             outputs.append(output)

@@ -58,8 +58,7 @@ class _FusedRNNBase(nn.RNNBase):
                 hx = self._hidden_shape_checks(hx, is_batched)
         self.check_forward_args(input, hx, batch_sizes)
 
-        if self.proj_size > 0:
-            # LSTM with projections is not fused yet: torch's own implementation.
+        if self._torch_is_faster(input, hx):
             output, *hidden = self._torch_lstm_with_projections(input, batch_sizes, hx)
         else:
             output, hidden = self._fused(input, batch_sizes, hx)
@@ -99,10 +98,10 @@ class _FusedRNNBase(nn.RNNBase):
         with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
             output, h_n, c_n = rnn_stack(
                 self.mode, data, batch_sizes, h0, c0, self._flat_weights, self.bias,
-                self.num_layers, self.dropout, self.training, self.bidirectional,
+                self.num_layers, self.dropout, self.training, self.bidirectional, self.proj_size,
             )
         if padded_shape is not None:
-            output = output.view(*padded_shape, num_directions * self.hidden_size)
+            output = output.view(*padded_shape, output.shape[-1])
             if self.batch_first:
                 output = output.transpose(0, 1)
         return output, (h_n, c_n)
@@ -119,6 +118,9 @@ class _FusedRNNBase(nn.RNNBase):
             setattr(twin, name, getattr(self, name))
         twin.train(self.training)
         return twin
+
+    def _torch_is_faster(self, input, hx) -> bool:
+        return False
 
     def _pack_hidden(self, hidden):
         return hidden[0]
@@ -188,8 +190,21 @@ class LSTM(_FusedRNNBase):
     def _pack_hidden(self, hidden):
         return (hidden[0], hidden[1])
 
-    def _unbatch_hidden(self, hidden):
-        return (hidden[0].squeeze(1), hidden[1].squeeze(1))
+    # With proj_size the fused recurrence runs over W_hh @ W_hr (see
+    # functional._projected_lstm): hidden_size / proj_size times the multiply-adds of
+    # torch's per-step pair of products. Training still gains 2-7x on the CPU; inference
+    # (forward alone) from hidden_size 512 was measured up to 2x slower than torch.nn's
+    # own implementation on a 2-core Xeon (README), so there it is torch.nn's.
+    _PROJ_INFERENCE_MAX_WEIGHT_BYTES = 1 << 20
+
+    def _torch_is_faster(self, input, hx) -> bool:
+        if self.proj_size == 0 or input.device.type != "cpu":
+            return False
+        weight_bytes = 4 * self.hidden_size ** 2 * input.element_size()
+        if weight_bytes <= self._PROJ_INFERENCE_MAX_WEIGHT_BYTES:
+            return False
+        tensors = [input, *hx, *self._flat_weights]
+        return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
     def _torch_lstm_with_projections(self, input, batch_sizes, hx):
         if batch_sizes is None:
@@ -197,6 +212,9 @@ class LSTM(_FusedRNNBase):
                             self.dropout, self.training, self.bidirectional, self.batch_first)
         return _VF.lstm(input, batch_sizes, hx, self._flat_weights, self.bias, self.num_layers,
                         self.dropout, self.training, self.bidirectional)
+
+    def _unbatch_hidden(self, hidden):
+        return (hidden[0].squeeze(1), hidden[1].squeeze(1))
 
 
 class GRU(_SingleStateMixin, _FusedRNNBase):

@@ -15,7 +15,7 @@ The C++ kernels are registered as ``torch.ops.fastrnn.<cell>_forward`` and
 pytorch/extension-cpp.
 """
 from contextlib import nullcontext
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -23,7 +23,7 @@ from torch import Tensor
 from . import _C  # noqa: F401  (loads the library: registers torch.ops.fastrnn.*)
 from . import reference
 
-__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "CELLS"]
+__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "recomputable", "CELLS"]
 
 # cell name -> (gates G, saved values per hidden unit, has a cell state c)
 CELLS = {
@@ -84,16 +84,21 @@ def _project(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor]) -> Tens
     return torch.addmm(bias_ih, data, weight_ih.t())
 
 
-def input_projection(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor]) -> Tensor:
-    """``data @ weight_ih.T + bias_ih``, the ``input_proj`` of the ops for a layer input.
+def recomputable(input_proj: Tensor, recompute: Callable[[], Tensor]) -> Tensor:
+    """Marks ``input_proj`` as recomputable by ``recompute()`` (from tensors autograd keeps
+    anyway), which double backward through the op needs: the op saves only the
+    recurrence's own results, and keeping ``input_proj`` alive for that rare case would
+    cost G*H values per token. Returns ``input_proj``."""
+    if input_proj.requires_grad and not torch.compiler.is_compiling():
+        input_proj._fastrnn_recompute = recompute
+    return input_proj
 
-    The result remembers where it came from, so that double backward through the op
-    can recompute the layer (the op saves only the recurrence's own results; keeping
-    ``input_proj`` alive for that rare case would cost G*H values per token)."""
-    proj = _project(data, weight_ih, bias_ih)
-    if proj.requires_grad and not torch.compiler.is_compiling():
-        proj._fastrnn_projection = (data, weight_ih, bias_ih)
-    return proj
+
+def input_projection(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor]) -> Tensor:
+    """``data @ weight_ih.T + bias_ih``, the ``input_proj`` of the ops for a layer input,
+    recomputable for double backward."""
+    return recomputable(_project(data, weight_ih, bias_ih),
+                        lambda: _project(data, weight_ih, bias_ih))
 
 
 def _workspace_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -193,16 +198,15 @@ def _register(cell: str) -> None:
         c0 = inputs[5] if has_cell else None
         ctx.reverse = inputs[-1]
         ctx.has_bias = bias_hh is not None
-        # Only for double backward (see _backward_by_recomputation): references to tensors
-        # that the input projection's own backward keeps anyway, and a parameter.
-        ctx.projection = getattr(input_proj, "_fastrnn_projection", None)
-        ctx.bias_hh = bias_hh if ctx.projection is not None else None
+        # Only for double backward (see _backward_by_recomputation and recomputable).
+        ctx.recompute = getattr(input_proj, "_fastrnn_recompute", None)
+        ctx.bias_hh = bias_hh if ctx.recompute is not None else None
         out, workspace = output[0], output[-1]
         saved_states = (h0, c0) if has_cell else (h0,)
         ctx.save_for_backward(batch_sizes, weight_hh, *saved_states, out, workspace)
 
     def backward(ctx, *grads):
-        if torch.is_grad_enabled() and ctx.projection is not None:  # create_graph=True
+        if torch.is_grad_enabled() and ctx.recompute is not None:  # create_graph=True
             return _backward_by_recomputation(cell, ctx, grads)
         batch_sizes, weight_hh, *states, out, workspace = ctx.saved_tensors
         grad_output, grad_h_n = grads[0], grads[1]
@@ -237,7 +241,8 @@ def _double_backward_error(cell: str) -> RuntimeError:
     return RuntimeError(
         f"fastrnn: double backward through {cell} (the gradient of fastrnn's gradient, "
         "e.g. a gradient penalty after create_graph=True) is supported only when input_proj "
-        "comes from fastrnn.ops.input_projection, as in fastrnn's modules and rnn_stack")
+        "comes from fastrnn.ops.input_projection (or is marked with fastrnn.ops.recomputable), "
+        "as in fastrnn's modules and rnn_stack")
 
 
 def _backward_by_recomputation(cell: str, ctx, grads):
@@ -249,7 +254,7 @@ def _backward_by_recomputation(cell: str, ctx, grads):
     h0, c0 = states[0], (states[1] if has_cell else None)
     device = weight_hh.device.type
     with torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext():
-        proj = _project(*ctx.projection)
+        proj = ctx.recompute()
         results = reference.direction(cell, proj, batch_sizes, weight_hh, ctx.bias_hh, h0, c0,
                                       ctx.reverse)
     # The op's differentiable inputs, in the order of its schema after batch_sizes.

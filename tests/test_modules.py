@@ -239,6 +239,26 @@ def test_outputs_can_be_changed_in_place_like_torch(cell, packed):
         torch.testing.assert_close(got, want, **TOL[torch.float64])
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_lstm_projections_match_torch_at_a_large_hidden_size(packed):
+    # proj_size runs the fused recurrence over W_hh @ W_hr; for inference at this size
+    # torch.nn's own implementation is faster on the CPU and is used (bitwise equal).
+    ref, ours = make_pair("lstm", 6, 300, proj_size=20, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 3, 6, requires_grad=True)
+    inp = pack_padded_sequence(x, torch.tensor([5, 2, 4]), enforce_sorted=False) if packed else x
+    with torch.no_grad():
+        for g, w in zip(flat_outputs(*ours(inp)), flat_outputs(*ref(inp))):
+            torch.testing.assert_close(g, w, rtol=0, atol=0)
+    results = []
+    for module in (ref, ours):
+        outputs = flat_outputs(*module(inp))
+        loss = sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outputs)
+        results.append(outputs + list(torch.autograd.grad(loss, [x, *module.parameters()],
+                                                          retain_graph=True)))
+    for g, w in zip(results[1], results[0]):
+        torch.testing.assert_close(g, w, **TOL[torch.float32])
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_dropout_between_layers_matches_torch(cell):
     ref, ours = make_pair(cell, 4, 6, num_layers=3, dropout=0.5)
