@@ -269,6 +269,27 @@ def test_cuda_double_backward_matches_cpu_torch_nn(cell):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_lstm_projections_match_cudnn(dtype, cuda_path):
+    torch.manual_seed(0)
+    ref = torch.nn.LSTM(6, 24, proj_size=8, num_layers=2, bidirectional=True).cuda().to(dtype)
+    ours = fastrnn.convert(torch.nn.LSTM(6, 24, proj_size=8, num_layers=2, bidirectional=True))
+    ours = ours.cuda().to(dtype)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(9, 5, 6, device="cuda", dtype=dtype)
+    lengths = torch.tensor([9, 3, 6, 1, 8])
+    results = []
+    for module in (ref, ours):
+        xd = x.clone().requires_grad_()
+        with cudnn_flags(True):
+            out, (h, c) = module(pack_padded_sequence(xd, lengths, enforce_sorted=False))
+            (out.data.pow(2).sum() + h.sum() + c.sum()).backward()
+        results.append([out.data, h, c, xd.grad] + [p.grad for p in module.parameters()])
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, **tol)
+
+
 def test_cuda_path_env_must_be_known(monkeypatch):
     monkeypatch.setenv("FASTRNN_CUDA_PATH", "fastest")
     with pytest.raises(RuntimeError, match="FASTRNN_CUDA_PATH must be auto, persistent or per_step"):
