@@ -89,7 +89,8 @@ def recomputable(input_proj: Tensor, recompute: Callable[[], Tensor]) -> Tensor:
     anyway), which double backward through the op needs: the op saves only the
     recurrence's own results, and keeping ``input_proj`` alive for that rare case would
     cost G*H values per token. Returns ``input_proj``."""
-    if input_proj.requires_grad and not torch.compiler.is_compiling():
+    # Also when input_proj itself needs no gradient: h0 or weight_hh may.
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
         input_proj._fastrnn_recompute = recompute
     return input_proj
 

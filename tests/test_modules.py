@@ -403,6 +403,28 @@ def test_double_backward_matches_torch(cell, layout):
         torch.testing.assert_close(g, w, **TOL[torch.float64])
 
 
+@pytest.mark.parametrize("proj_size", [0, 3])
+def test_double_backward_when_only_the_state_and_weight_hh_need_grad(proj_size):
+    # input_proj needs no gradient here (frozen input side), h0 and weight_hh do.
+    ref, ours = make_pair("lstm", 4, 6, proj_size=proj_size, bidirectional=True,
+                          dtype=torch.float64)
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    results = []
+    for module in (ref, ours):
+        module.requires_grad_(False)
+        module.weight_hh_l0.requires_grad_(True)
+        h0 = torch.randn(2, 2, proj_size or 6, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(1)).requires_grad_()
+        c0 = torch.zeros(2, 2, 6, dtype=torch.float64)
+        out, _ = module(pack_padded_sequence(x, torch.tensor([5, 3])), (h0, c0))
+        leaves = [h0, module.weight_hh_l0]
+        first = torch.autograd.grad(out.data.pow(2).sum(), leaves, create_graph=True)
+        second = torch.autograd.grad(sum(g.pow(2).sum() for g in first), leaves)
+        results.append(list(first) + list(second))
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, **TOL[torch.float64])
+
+
 def test_gradgradcheck_through_module():
     module = fastrnn.LSTM(2, 3, bidirectional=True, dtype=torch.float64)
     names = [name for name, _ in module.named_parameters()]
