@@ -23,7 +23,8 @@ def _plain_ops_needed() -> bool:
     modules, made of plain ops, can. There the layer runs in plain ops too."""
     if torch.compiler.is_compiling():
         return False
-    return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
+    return (torch._C._are_functorch_transforms_active()
+            or getattr(forward_ad, "_current_level", -1) >= 0)
 
 
 def _first_tokens(batch_sizes: Tensor, reverse: bool) -> Tensor:
