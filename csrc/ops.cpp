@@ -2,8 +2,9 @@
 //
 // Each cell type has a forward and a backward op over one layer in one
 // direction of a packed sequence (see README.md, "The ops"):
-//   <cell>_forward(input_proj, batch_sizes, weight_hh, bias_hh?, h0, [c0,] reverse)
-//       -> (output, h_n, [c_n,] workspace)
+//   <cell>_forward(input_proj, batch_sizes, weight_hh, bias_hh?, h0, [c0,] reverse,
+//                  keep_workspace=True) -> (output, h_n, [c_n,] workspace)
+//   (keep_workspace=False: no backward will follow; the workspace comes back empty)
 //   <cell>_backward(grad_output, grad_h_n, [grad_c_n,] batch_sizes, weight_hh, h0, [c0,]
 //                   output, workspace, reverse)
 //       -> (grad_input_proj, grad_weight_hh, grad_bias_hh, grad_h0, [grad_c0])
@@ -60,15 +61,23 @@ PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64
 
 ForwardBuffers::ForwardBuffers(CellKind kind, const at::Tensor& input_proj,
                                const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                               const at::Tensor& c0)
-    : gx(input_proj.contiguous()),
+                               const at::Tensor& c0, bool keep_workspace_)
+    : keep_workspace(keep_workspace_),
+      gx(input_proj.contiguous()),
       bias(bias_hh.has_value() ? bias_hh->contiguous() : at::Tensor()),
       h(h0.contiguous().clone()),
       c(kind == CellKind::LSTM ? c0.contiguous().clone() : at::Tensor()) {
   const int64_t H = h0.size(1), N = input_proj.size(0), S = saved_count(kind);
   output = at::empty({N, H}, input_proj.options());
-  workspace = at::empty({S > 0 ? N : 0, S * H}, input_proj.options());
+  // Without keep_workspace a small scratch that stays in cache: a fresh [N, S*H] buffer
+  // costs more in page faults than the recurrence itself at large sizes.
+  workspace = at::empty({S > 0 ? (keep_workspace ? N : h0.size(0)) : 0, S * H},
+                        input_proj.options());
   gh = at::empty({h0.size(0), gate_count(kind) * H}, input_proj.options());
+}
+
+ForwardResult ForwardBuffers::result() const {
+  return {output, h, c, keep_workspace ? workspace : workspace.new_empty({0, workspace.size(1)})};
 }
 
 BackwardBuffers::BackwardBuffers(CellKind kind, const at::Tensor& grad_output_,
@@ -207,7 +216,7 @@ template <CellKind kind>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_op_impl(
     const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
     const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, const at::Tensor* c0,
-    bool reverse) {
+    bool reverse, bool keep_workspace) {
   PackedSteps steps = check_forward_args(kind, input_proj, batch_sizes, weight_hh, bias_hh, h0, c0);
   at::Tensor bias = opt_compute_dtype(bias_hh);
   auto kernel = cpu::recurrence_forward;
@@ -217,7 +226,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_op_impl(
   ForwardResult r = kernel(
       kind, steps, to_compute_dtype(input_proj), weight_hh,
       bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt, to_compute_dtype(h0),
-      c0 ? to_compute_dtype(*c0) : at::Tensor(), reverse);
+      c0 ? to_compute_dtype(*c0) : at::Tensor(), reverse, keep_workspace);
   auto dtype = weight_hh.scalar_type();
   return {r.output.to(dtype), r.h_n.to(dtype), r.c_n.defined() ? r.c_n.to(dtype) : r.c_n,
           r.workspace};
@@ -247,9 +256,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_op(
     const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
     const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, const at::Tensor& c0,
-    bool reverse) {
+    bool reverse, bool keep_workspace) {
   return forward_op_impl<CellKind::LSTM>(input_proj, batch_sizes, weight_hh, bias_hh, h0, &c0,
-                                          reverse);
+                                          reverse, keep_workspace);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward_op(
@@ -264,9 +273,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_back
 template <CellKind kind>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_no_cell_op(
     const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
-    const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, bool reverse) {
+    const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, bool reverse,
+    bool keep_workspace) {
   auto r = forward_op_impl<kind>(input_proj, batch_sizes, weight_hh, bias_hh, h0, nullptr,
-                                  reverse);
+                                  reverse, keep_workspace);
   return {std::get<0>(r), std::get<1>(r), std::get<3>(r)};
 }
 
@@ -285,8 +295,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_no_cell_op(
 TORCH_LIBRARY(fastrnn, m) {
   m.def(
       "lstm_forward(Tensor input_proj, Tensor batch_sizes, Tensor weight_hh, Tensor? bias_hh, "
-      "Tensor h0, Tensor c0, bool reverse) -> (Tensor output, Tensor h_n, Tensor c_n, "
-      "Tensor workspace)");
+      "Tensor h0, Tensor c0, bool reverse, bool keep_workspace=True) -> (Tensor output, "
+      "Tensor h_n, Tensor c_n, Tensor workspace)");
   m.def(
       "lstm_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_c_n, Tensor batch_sizes, "
       "Tensor weight_hh, Tensor h0, Tensor c0, Tensor output, Tensor workspace, bool reverse) "
@@ -295,7 +305,8 @@ TORCH_LIBRARY(fastrnn, m) {
   for (const char* cell : {"gru", "rnn_tanh", "rnn_relu"}) {
     const std::string forward = std::string(cell) +
         "_forward(Tensor input_proj, Tensor batch_sizes, Tensor weight_hh, Tensor? bias_hh, "
-        "Tensor h0, bool reverse) -> (Tensor output, Tensor h_n, Tensor workspace)";
+        "Tensor h0, bool reverse, bool keep_workspace=True) -> (Tensor output, Tensor h_n, "
+        "Tensor workspace)";
     const std::string backward = std::string(cell) +
         "_backward(Tensor grad_output, Tensor grad_h_n, Tensor batch_sizes, Tensor weight_hh, "
         "Tensor h0, Tensor output, Tensor workspace, bool reverse) -> (Tensor grad_input_proj, "

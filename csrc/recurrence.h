@@ -93,13 +93,21 @@ struct ForwardResult {
 // The tensors of one step-by-step forward pass (CPU and the per-step CUDA path; defined
 // in ops.cpp): contiguous input_proj (gx) and bias_hh (undefined without bias); the
 // running state h (c), which starts as a copy of h0 (c0) and ends as h_n (c_n);
-// output [N, H]; workspace [N, S*H]; gh [batch, G*H], one step's W_hh h + b_hh.
+// output [N, H]; workspace [N, S*H], or without keep_workspace (no backward will
+// follow) a scratch [batch, S*H] that each step overwrites (workspace_row(t) says
+// where a step's rows go) and the result's workspace is empty; gh [batch, G*H], one
+// step's W_hh h + b_hh.
 struct ForwardBuffers {
   ForwardBuffers(CellKind kind, const at::Tensor& input_proj,
                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                 const at::Tensor& c0);
-  ForwardResult result() const { return {output, h, c, workspace}; }
+                 const at::Tensor& c0, bool keep_workspace);
+  ForwardResult result() const;
+  // Index of the workspace row of step t's first live row.
+  int64_t workspace_row(const PackedSteps& steps, int64_t t) const {
+    return keep_workspace ? steps.offsets[t] : 0;
+  }
 
+  bool keep_workspace;
   at::Tensor gx, bias, h, c, output, workspace, gh;
 };
 
@@ -131,10 +139,11 @@ struct BackwardBuffers {
 // weight_hh, which keeps the op's dtype: the persistent CUDA kernels hold bfloat16/float16
 // weights in shared memory as they are (twice the hidden units fit), the other paths
 // convert it (to_compute_dtype).
+// keep_workspace false: no backward will follow, the workspace returned is empty.
 using ForwardFn = ForwardResult(CellKind kind, const PackedSteps& steps,
                                 const at::Tensor& input_proj, const at::Tensor& weight_hh,
                                 const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                                const at::Tensor& c0, bool reverse);
+                                const at::Tensor& c0, bool reverse, bool keep_workspace);
 using BackwardFn = BackwardResult(CellKind kind, const PackedSteps& steps,
                                   const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                                   const at::Tensor& grad_c_n, const at::Tensor& weight_hh,

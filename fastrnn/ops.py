@@ -9,7 +9,8 @@ PackedSequence (a CPU int64 tensor; a padded batch of B rows and T steps is
 live; ``reverse=True`` runs the steps from last to first, each row starting
 from ``h0`` at its own last token.
 
-The C++ kernels are registered as ``torch.ops.fastrnn.<cell>_forward`` and
+The C++ kernels are registered as ``torch.ops.fastrnn.<cell>_forward`` (whose last
+argument ``keep_workspace`` says whether to keep what backward needs) and
 ``<cell>_backward``; this module gives them fake implementations (for
 ``torch.compile`` and ``torch.library.opcheck``) and autograd formulas, as in
 pytorch/extension-cpp.
@@ -34,6 +35,12 @@ CELLS = {
 }
 
 
+def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:
+    """The ops' keep_workspace: without a backward to come, the values it would need are
+    not kept (a large fresh buffer costs more in page faults than the recurrence)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def lstm(
     input_proj: Tensor,
     batch_sizes: Tensor,
@@ -46,7 +53,8 @@ def lstm(
     """LSTM recurrence over a packed sequence. Returns ``(output, h_n, c_n)``;
     ``output`` is ``[total_tokens, H]`` in the packed layout of ``input_proj``."""
     output, h_n, c_n, _ = torch.ops.fastrnn.lstm_forward.default(
-        input_proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse
+        input_proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse,
+        _backward_may_follow(input_proj, weight_hh, bias_hh, h0, c0),
     )
     return output, h_n, c_n
 
@@ -62,7 +70,8 @@ def _no_cell_op(cell: str):
         h0: Tensor,
         reverse: bool = False,
     ) -> Tuple[Tensor, Tensor]:
-        output, h_n, _ = forward_op(input_proj, batch_sizes, weight_hh, bias_hh, h0, reverse)
+        output, h_n, _ = forward_op(input_proj, batch_sizes, weight_hh, bias_hh, h0, reverse,
+                                    _backward_may_follow(input_proj, weight_hh, bias_hh, h0))
         return output, h_n
 
     run.__name__ = run.__qualname__ = cell
@@ -142,6 +151,8 @@ def _register(cell: str) -> None:
 
     @torch.library.register_fake(forward_name)
     def _(input_proj, batch_sizes, weight_hh, bias_hh, h0, *rest):
+        # rest: [c0,] reverse[, keep_workspace]
+        keep_workspace = rest[-1] if len(rest) == (3 if has_cell else 2) else True
         _check_defined(input_proj=input_proj, weight_hh=weight_hh, h0=h0,
                        **({"c0": rest[0]} if has_cell else {}))
         _check_batch_sizes(batch_sizes, input_proj)
@@ -163,7 +174,8 @@ def _register(cell: str) -> None:
         )
         output = input_proj.new_empty((tokens, hidden))
         workspace = input_proj.new_empty(
-            (tokens if saved else 0, saved * hidden), dtype=_workspace_dtype(input_proj.dtype)
+            (tokens if saved and keep_workspace else 0, saved * hidden),
+            dtype=_workspace_dtype(input_proj.dtype),
         )
         states = [torch.empty_like(h0) for _ in range(2 if has_cell else 1)]
         return (output, *states, workspace)
@@ -197,7 +209,9 @@ def _register(cell: str) -> None:
         ctx.set_materialize_grads(False)
         input_proj, batch_sizes, weight_hh, bias_hh, h0 = inputs[:5]
         c0 = inputs[5] if has_cell else None
-        ctx.reverse = inputs[-1]
+        ctx.reverse, keep_workspace = inputs[6 if has_cell else 5:]
+        torch._check(keep_workspace, lambda: f"fastrnn: {cell}_forward with keep_workspace=False "
+                     "cannot be differentiated (its inputs require grad): pass True")
         ctx.has_bias = bias_hh is not None
         # Only for double backward (see _backward_by_recomputation and recomputable).
         ctx.recompute = getattr(input_proj, "_fastrnn_recompute", None)
@@ -219,12 +233,12 @@ def _register(cell: str) -> None:
                 grad_output.contiguous(), grad_h_n.contiguous(), grad_c_n.contiguous(),
                 batch_sizes, weight_hh, states[0], states[1], out, workspace, ctx.reverse,
             )
-            return gi, None, gw, gb if ctx.has_bias else None, gh0, gc0, None
+            return gi, None, gw, gb if ctx.has_bias else None, gh0, gc0, None, None
         gi, gw, gb, gh0 = backward_op(
             grad_output.contiguous(), grad_h_n.contiguous(),
             batch_sizes, weight_hh, states[0], out, workspace, ctx.reverse,
         )
-        return gi, None, gw, gb if ctx.has_bias else None, gh0, None
+        return gi, None, gw, gb if ctx.has_bias else None, gh0, None, None
 
     torch.library.register_autograd(forward_name, backward, setup_context=setup_context)
 
@@ -269,7 +283,7 @@ def _backward_by_recomputation(cell: str, ctx, grads):
                                   [g for _, g in pairs], create_graph=True, allow_unused=True)
         for i, g in zip(wanted, got):
             found[i] = g
-    return (found[0], None, *found[1:], None)
+    return (found[0], None, *found[1:], None, None)
 
 
 for _cell in CELLS:

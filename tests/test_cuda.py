@@ -290,6 +290,18 @@ def test_cuda_lstm_projections_match_cudnn(dtype, cuda_path):
         torch.testing.assert_close(got, want, **tol)
 
 
+@pytest.mark.parametrize("cell", ALL_CELLS)
+def test_cuda_forward_without_workspace(cell, cuda_path):
+    args = op_args(cell, dtype=torch.float32, batch_sizes=(6, 5, 5, 3, 1), hidden=7,
+                   device="cuda", requires_grad=False)
+    forward = getattr(torch.ops.fastrnn, f"{cell}_forward").default
+    for reverse in (False, True):
+        full, lean = forward(*args, reverse, True), forward(*args, reverse, False)
+        for got, want in zip(lean[:-1], full[:-1]):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        assert lean[-1].shape == (0, full[-1].shape[1])
+
+
 def test_cuda_path_env_must_be_known(monkeypatch):
     monkeypatch.setenv("FASTRNN_CUDA_PATH", "fastest")
     with pytest.raises(RuntimeError, match="FASTRNN_CUDA_PATH must be auto, persistent or per_step"):

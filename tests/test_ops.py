@@ -130,6 +130,8 @@ def test_opcheck(cell, dtype):
     args = op_args(cell, dtype=dtype)
     forward = getattr(torch.ops.fastrnn, f"{cell}_forward").default
     torch.library.opcheck(forward, (*args, True))
+    detached = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+    torch.library.opcheck(forward, (*detached, True, False))  # keep_workspace=False
 
     outputs = forward(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args], False)
     output, h_n, workspace = outputs[0], outputs[1], outputs[-1]
@@ -143,6 +145,45 @@ def test_opcheck(cell, dtype):
     else:
         backward_args = (*grads, args[1], weight_hh, h0, output, workspace, False)
     torch.library.opcheck(backward, backward_args)
+
+
+def keep_workspace_passed(cell, args, reverse):
+    """The keep_workspace argument fastrnn.<cell> passes to its forward op."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    seen = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.namespace == "fastrnn":
+                # The dispatcher drops trailing arguments equal to their default (True).
+                seen.append(args[-1] if len(args) == (8 if cell == "lstm" else 7) else True)
+            return func(*args, **(kwargs or {}))
+
+    with Record():
+        getattr(fastrnn, cell)(*args, reverse)
+    return seen[0]
+
+
+@pytest.mark.parametrize("cell", ALL_CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_forward_without_workspace(cell, reverse, gemm_path):
+    # keep_workspace=False (what fastrnn's wrappers pass when no backward can follow):
+    # the same results, bitwise, and an empty workspace.
+    args = op_args(cell, dtype=torch.float32, batch_sizes=(6, 5, 5, 3, 1), hidden=7,
+                   requires_grad=False)
+    forward = getattr(torch.ops.fastrnn, f"{cell}_forward").default
+    full, lean = forward(*args, reverse, True), forward(*args, reverse, False)
+    for got, want in zip(lean[:-1], full[:-1]):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert lean[-1].shape == (0, full[-1].shape[1])
+    grad_args = op_args(cell, dtype=torch.float32)
+    # The wrappers keep it exactly when a backward can follow.
+    assert keep_workspace_passed(cell, args, reverse) is False
+    assert keep_workspace_passed(cell, grad_args, reverse) is True
+    with torch.no_grad():
+        assert keep_workspace_passed(cell, grad_args, reverse) is False
+    with pytest.raises(RuntimeError, match="keep_workspace=False cannot be differentiated"):
+        forward(*grad_args, reverse, False)
 
 
 @pytest.mark.parametrize("cell", ALL_CELLS)

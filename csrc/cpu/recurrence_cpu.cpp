@@ -143,12 +143,13 @@ const T* previous_row(const PackedSteps& steps, bool reverse, int64_t t, int64_t
 template <typename T, typename Cell>
 ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Tensor& input_proj,
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
-                           const at::Tensor& h0, const at::Tensor& c0, bool reverse) {
+                           const at::Tensor& h0, const at::Tensor& c0, bool reverse,
+                           bool keep_workspace) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   const int64_t H = weight_hh.size(1), GH = G * H;
   const int64_t batch = h0.size(0), T_ = steps.steps();
 
-  ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0);
+  ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0, keep_workspace);
   StepGemm<T> gemm(to_compute_dtype(weight_hh).t().contiguous(), H, GH);
 
   const T* gx = buf.gx.const_data_ptr<T>();
@@ -161,14 +162,14 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
 
   // Rows [r0, r1) of step t: GEMM (small path; BLAS ran for the whole step) and pointwise.
   auto step_rows = [&](int64_t t, int64_t r0, int64_t r1) {
-    const int64_t off = steps.offsets[t];
+    const int64_t off = steps.offsets[t], ws_off = buf.workspace_row(steps, t);
     if (!gemm.use_blas()) gemm.rows(r0, r1, hp, H, gh, GH, bias, false);
     for (int64_t r = r0; r < r1; ++r) {
       const T* __restrict gx_r = gx + (off + r) * GH;
       const T* __restrict gh_r = gh + r * GH;
       T* __restrict h_r = hp + r * H;
       T* __restrict c_r = cp ? cp + r * H : nullptr;
-      T* __restrict saved_r = saved + (off + r) * S * H;
+      T* __restrict saved_r = saved + (ws_off + r) * S * H;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) Cell::forward(j, H, gx_r, gh_r, h_r, c_r, saved_r);
       std::memcpy(out + (off + r) * H, h_r, H * sizeof(T));
@@ -276,10 +277,11 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
 ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
                                  const at::Tensor& input_proj, const at::Tensor& weight_hh,
                                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                                 const at::Tensor& c0, bool reverse) {
+                                 const at::Tensor& c0, bool reverse, bool keep_workspace) {
   return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
     return forward_impl<decltype(type_tag), decltype(cell)>(kind, steps, input_proj, weight_hh,
-                                                            bias_hh, h0, c0, reverse);
+                                                            bias_hh, h0, c0, reverse,
+                                                            keep_workspace);
   });
 }
 

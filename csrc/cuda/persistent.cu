@@ -89,7 +89,8 @@ at::Tensor device_steps(const PackedSteps& steps, const at::Device& device) {
 template <typename T, typename Cell, typename W>
 ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_proj,
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
-                           const at::Tensor& h0, const at::Tensor& c0, bool reverse, CellKind kind) {
+                           const at::Tensor& h0, const at::Tensor& c0, bool reverse,
+                           bool keep_workspace, CellKind kind) {
   constexpr int64_t S = Cell::kSaved;
   const int64_t H = weight_hh.size(1), N = input_proj.size(0), batch = h0.size(0);
   const int64_t T_ = steps.steps();
@@ -102,7 +103,10 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
   at::Tensor workspace = at::empty({S > 0 ? N : 0, S * H}, input_proj.options());
   at::Tensor h_n = at::empty_like(h0_t);
   at::Tensor c_n = Cell::kHasCell ? at::empty_like(c0_t) : at::Tensor();
-  if (batch == 0) return {output, h_n, c_n, workspace};
+  // Without keep_workspace the kernel still writes it (the caching allocator makes that
+  // cheap on the GPU), and an empty one is returned.
+  const at::Tensor result_ws = keep_workspace ? workspace : workspace.new_empty({0, S * H});
+  if (batch == 0) return {output, h_n, c_n, result_ws};
 
   at::Tensor dev = device_steps(steps, input_proj.device());
   const Launch L = plan(kind, H, sizeof(W), sizeof(T), batch);
@@ -115,7 +119,7 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
       Cell::kHasCell ? c0_t.const_data_ptr<T>() : nullptr, output.data_ptr<T>(),
       workspace.data_ptr<T>(), h_n.data_ptr<T>(), Cell::kHasCell ? c_n.data_ptr<T>() : nullptr);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {output, h_n, c_n, workspace};
+  return {output, h_n, c_n, result_ws};
 }
 
 template <typename T, typename Cell, typename W>
@@ -174,11 +178,11 @@ bool use_persistent(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t 
 ForwardResult persistent_forward(CellKind kind, const PackedSteps& steps,
                                  const at::Tensor& input_proj, const at::Tensor& weight_hh,
                                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                                 const at::Tensor& c0, bool reverse) {
+                                 const at::Tensor& c0, bool reverse, bool keep_workspace) {
   return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
     return with_weight_type(type_tag, weight_hh.scalar_type(), [&](auto weight_tag) {
       return forward_impl<decltype(type_tag), decltype(cell), decltype(weight_tag)>(
-          steps, input_proj, weight_hh, bias_hh, h0, c0, reverse, kind);
+          steps, input_proj, weight_hh, bias_hh, h0, c0, reverse, keep_workspace, kind);
     });
   });
 }

@@ -99,12 +99,13 @@ void step_gemm(const at::Tensor& B, int64_t rows, const T* A, int64_t lda, T* C,
 template <typename T, typename Cell>
 ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Tensor& input_proj,
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
-                           const at::Tensor& h0, const at::Tensor& c0, bool reverse) {
+                           const at::Tensor& h0, const at::Tensor& c0, bool reverse,
+                           bool keep_workspace) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   const int64_t H = weight_hh.size(1), GH = G * H, T_ = steps.steps();
   auto stream = at::cuda::getCurrentCUDAStream();
 
-  ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0);
+  ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0, keep_workspace);
   at::Tensor w_t = to_compute_dtype(weight_hh).t();  // [H, GH]
 
   T* hp = buf.h.data_ptr<T>();
@@ -116,7 +117,8 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
     step_gemm<T>(w_t, rows, hp, H, gh, GH, buf.bias, false);
     forward_pointwise<T, Cell><<<blocks_for(rows * H), kThreads, 0, stream>>>(
         rows, H, buf.gx.const_data_ptr<T>() + off * GH, gh, hp, cp,
-        buf.output.data_ptr<T>() + off * H, buf.workspace.data_ptr<T>() + off * S * H);
+        buf.output.data_ptr<T>() + off * H,
+        buf.workspace.data_ptr<T>() + buf.workspace_row(steps, t) * S * H);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   return buf.result();
@@ -160,15 +162,17 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
 ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
                                  const at::Tensor& input_proj, const at::Tensor& weight_hh,
                                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                                 const at::Tensor& c0, bool reverse) {
+                                 const at::Tensor& c0, bool reverse, bool keep_workspace) {
   c10::cuda::CUDAGuard guard(input_proj.device());
   if (use_persistent(kind, weight_hh.size(1), weight_hh.element_size(), input_proj.element_size(),
                      h0.size(0))) {
-    return persistent_forward(kind, steps, input_proj, weight_hh, bias_hh, h0, c0, reverse);
+    return persistent_forward(kind, steps, input_proj, weight_hh, bias_hh, h0, c0, reverse,
+                              keep_workspace);
   }
   return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
     return forward_impl<decltype(type_tag), decltype(cell)>(kind, steps, input_proj, weight_hh,
-                                                            bias_hh, h0, c0, reverse);
+                                                            bias_hh, h0, c0, reverse,
+                                                            keep_workspace);
   });
 }
 
