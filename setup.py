@@ -13,7 +13,9 @@ sm_90 are built.
 
 Environment switches:
   FASTRNN_CPU_ONLY=1  build without the CUDA kernels even where they could be built
-  FASTRNN_NATIVE=0    do not add -mavx2 -mfma when the build machine has them
+  FASTRNN_NATIVE=0    do not add -mavx2 -mfma (-mavx512f) when the build machine has them
+  FASTRNN_AVX512=0    AVX2 only on a machine with AVX-512 (the small per-step GEMM and the
+                      pointwise loops then use 32-byte instead of 64-byte vectors)
   FASTRNN_DEBUG=1     -O0 -g
   FASTRNN_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer build of the C++ code
                       (-fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -47,7 +49,9 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def cpu_flags():
-    """x86 SIMD flags when the build machine supports them (the build is from source)."""
+    """x86 SIMD flags when the build machine supports them (the build is from source).
+    AVX-512 made the AG News shape's LSTM layer 10-20% faster and mid hidden sizes
+    (80-112) up to 1.5x on a 2-core Xeon (README)."""
     if os.environ.get("FASTRNN_NATIVE", "1") == "0":
         return []
     if platform.machine() not in ("x86_64", "AMD64"):
@@ -57,9 +61,12 @@ def cpu_flags():
             flags = f.read()
     except OSError:
         return []
+    simd = []
     if " avx2" in flags and " fma" in flags:
-        return ["-mavx2", "-mfma"]
-    return []
+        simd = ["-mavx2", "-mfma"]
+    if simd and " avx512f" in flags and os.environ.get("FASTRNN_AVX512", "1") == "1":
+        simd.append("-mavx512f")
+    return simd
 
 
 def find_cuda_home():

@@ -58,8 +58,8 @@ class _FusedRNNBase(nn.RNNBase):
                 hx = self._hidden_shape_checks(hx, is_batched)
         self.check_forward_args(input, hx, batch_sizes)
 
-        if self._torch_is_faster(input, hx):
-            output, *hidden = self._torch_lstm_with_projections(input, batch_sizes, hx)
+        if self._torch_is_faster(input, batch_sizes, hx):
+            output, *hidden = self._torch_lstm(input, batch_sizes, hx)
         else:
             output, hidden = self._fused(input, batch_sizes, hx)
 
@@ -119,7 +119,7 @@ class _FusedRNNBase(nn.RNNBase):
         twin.train(self.training)
         return twin
 
-    def _torch_is_faster(self, input, hx) -> bool:
+    def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
         return False
 
     def _pack_hidden(self, hidden):
@@ -190,23 +190,29 @@ class LSTM(_FusedRNNBase):
     def _pack_hidden(self, hidden):
         return (hidden[0], hidden[1])
 
-    # With proj_size the fused recurrence runs over W_hh @ W_hr (see
-    # functional._projected_lstm): hidden_size / proj_size times the multiply-adds of
-    # torch's per-step pair of products. Training still gains 2-7x on the CPU; inference
-    # (forward alone) from hidden_size 512 was measured up to 2x slower than torch.nn's
-    # own implementation on a 2-core Xeon (README), so there it is torch.nn's.
-    _PROJ_INFERENCE_MAX_WEIGHT_BYTES = 1 << 20
+    # CPU inference (forward with no backward to follow) where torch.nn's own LSTM was
+    # measured faster on a 2-core Xeon (README), from 4*hidden^2 weights of 1 MiB
+    # (hidden 512: torch 1.1-2x faster): with proj_size (fastrnn's recurrence runs over
+    # W_hh @ W_hr, hidden/proj times torch's multiply-adds; see
+    # functional._projected_lstm), and on padded float32 batches (torch's oneDNN
+    # kernels). Training, and packed batches without projections, stay fused.
+    _INFERENCE_TORCH_FROM_WEIGHT_BYTES = 1 << 20
 
-    def _torch_is_faster(self, input, hx) -> bool:
-        if self.proj_size == 0 or input.device.type != "cpu":
+    def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
+        # (Under torch.compile the fused ops stay: torch.nn.LSTM's would break the graph.)
+        if input.device.type != "cpu" or torch.compiler.is_compiling():
+            return False
+        onednn_padded = (batch_sizes is None and input.dtype == torch.float32
+                         and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+        if not (self.proj_size > 0 or onednn_padded):
             return False
         weight_bytes = 4 * self.hidden_size ** 2 * input.element_size()
-        if weight_bytes <= self._PROJ_INFERENCE_MAX_WEIGHT_BYTES:
+        if weight_bytes < self._INFERENCE_TORCH_FROM_WEIGHT_BYTES:
             return False
         tensors = [input, *hx, *self._flat_weights]
         return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
-    def _torch_lstm_with_projections(self, input, batch_sizes, hx):
+    def _torch_lstm(self, input, batch_sizes, hx):
         if batch_sizes is None:
             return _VF.lstm(input, hx, self._flat_weights, self.bias, self.num_layers,
                             self.dropout, self.training, self.bidirectional, self.batch_first)

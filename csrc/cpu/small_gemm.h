@@ -15,10 +15,18 @@
 namespace fastrnn {
 namespace cpu {
 
+// One SIMD register: 64 bytes where the build machine has AVX-512 (setup.py then
+// compiles with -mavx512f), else 32 (AVX2).
+#ifdef __AVX512F__
+constexpr int64_t kSimdBytes = 64;
+#else
+constexpr int64_t kSimdBytes = 32;
+#endif
+
 template <typename T>
 struct SimdVec {
-  typedef T type __attribute__((vector_size(32)));
-  static constexpr int64_t kLanes = 32 / sizeof(T);
+  typedef T type __attribute__((vector_size(kSimdBytes)));
+  static constexpr int64_t kLanes = kSimdBytes / sizeof(T);
 };
 
 template <typename T>
