@@ -199,8 +199,10 @@ class LSTM(_FusedRNNBase):
     _INFERENCE_TORCH_FROM_WEIGHT_BYTES = 1 << 20
 
     def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
-        # (Under torch.compile the fused ops stay: torch.nn.LSTM's would break the graph.)
-        if input.device.type != "cpu" or torch.compiler.is_compiling():
+        # Under torch.compile the fused ops stay (torch.nn.LSTM's would break the graph), and
+        # under autocast (fastrnn's result dtype there differs from torch.nn's, see _fused).
+        if (input.device.type != "cpu" or torch.compiler.is_compiling()
+                or torch._C._is_any_autocast_enabled()):
             return False
         onednn_padded = (batch_sizes is None and input.dtype == torch.float32
                          and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)

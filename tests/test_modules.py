@@ -262,6 +262,15 @@ def test_lstm_matches_torch_at_a_large_hidden_size(packed, proj_size):
         torch.testing.assert_close(g, w, **TOL[torch.float32])
 
 
+def test_large_padded_lstm_inference_under_autocast_stays_fastrnn():
+    # Outside autocast this inference would run torch.nn's oneDNN LSTM; under autocast
+    # fastrnn keeps its own documented behaviour (the parameters' dtype).
+    module = fastrnn.LSTM(6, 300)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, (h, c) = module(torch.randn(4, 2, 6))
+    assert out.dtype == h.dtype == c.dtype == torch.float32
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_dropout_between_layers_matches_torch(cell):
     ref, ours = make_pair(cell, 4, 6, num_layers=3, dropout=0.5)
