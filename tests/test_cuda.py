@@ -24,7 +24,7 @@ def cuda_path(request, monkeypatch):
 
 
 def persistent_smem_bytes(cell, hidden, dtype):
-    """persistent_smem_bytes() of csrc/cuda/persistent.h with MAX_ROWS rows: weight_hh in
+    """persistent_smem_bytes() of csrc/cuda/persistent_kernels.cuh, MAX_ROWS rows: weight_hh in
     its own dtype (rounded up to 16 bytes), the row states in the compute dtype."""
     gh = CELLS[cell][0] * hidden
     weight_elem = torch.empty((), dtype=dtype).element_size()

@@ -61,7 +61,7 @@ Launch plan(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_siz
   const int64_t threads = std::min<int64_t>(kMaxThreads, (GH + 31) / 32 * 32);
   return {static_cast<int>(rows), static_cast<unsigned>((batch + rows - 1) / rows),
           static_cast<int>(threads),
-          persistent_smem_bytes(kind, H, weight_elem_size, elem_size, rows)};
+          persistent_smem_bytes(gate_count(kind), H, weight_elem_size, elem_size, rows)};
 }
 
 // Allows `kernel` more than 48 KiB of dynamic shared memory when it needs it.
@@ -160,8 +160,8 @@ bool use_persistent(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t 
               "fastrnn: FASTRNN_CUDA_PATH must be auto, persistent or per_step, got '", mode, "'");
   if (mode == "per_step") return false;
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-  const int64_t need =
-      persistent_smem_bytes(kind, H, weight_elem_size, elem_size, kPersistentMaxRows);
+  const int64_t need = persistent_smem_bytes(gate_count(kind), H, weight_elem_size, elem_size,
+                                             kPersistentMaxRows);
   const int64_t have = static_cast<int64_t>(prop->sharedMemPerBlockOptin);
   const bool fits = H >= 1 && need <= have;
   if (mode == "persistent") {

@@ -17,21 +17,6 @@
 namespace fastrnn {
 namespace cuda {
 
-// Bytes of weight_hh in shared memory, rounded up so that what follows stays aligned.
-inline int64_t persistent_weight_bytes(CellKind kind, int64_t H, int64_t weight_elem_size) {
-  return (weight_elem_size * gate_count(kind) * H * H + 15) / 16 * 16;
-}
-
-// Dynamic shared memory of a persistent kernel whose blocks own `rows` rows:
-// weight_hh (G*H*H values in its own dtype: bfloat16/float16 weights take half the
-// room of float ones) plus per row two H-vectors (h, c or dh, dc) and two G*H-vectors
-// (gate inputs or gate gradients) in the compute dtype.
-inline int64_t persistent_smem_bytes(CellKind kind, int64_t H, int64_t weight_elem_size,
-                                     int64_t elem_size, int64_t rows) {
-  const int64_t GH = gate_count(kind) * H;
-  return persistent_weight_bytes(kind, H, weight_elem_size) + elem_size * rows * (2 * H + 2 * GH);
-}
-
 // Whether this call takes the persistent path: FASTRNN_CUDA_PATH=per_step -> no;
 // persistent -> yes, or a clear error when the kernels do not fit the current
 // device; auto (or unset) -> yes when they fit (persistent_smem_bytes with

@@ -19,6 +19,23 @@ constexpr int64_t kPersistentMaxRows = 4;
 constexpr int kMaxRows = static_cast<int>(kPersistentMaxRows);
 constexpr int kMaxThreads = 512;  // per block
 
+// The kernels' shared memory: weight_hh first (gates*H*H values in its own dtype, so
+// bfloat16/float16 weights take half the room of float ones), rounded up to 16 bytes so
+// that what follows stays aligned ...
+C10_HOST_DEVICE inline int64_t persistent_weight_bytes(int64_t gates, int64_t H,
+                                                       int64_t weight_elem_size) {
+  return (weight_elem_size * gates * H * H + 15) / 16 * 16;
+}
+
+// ... then per row two H-vectors (h, c or dh, dc) and two gates*H-vectors (gate inputs
+// or gate gradients) in the compute dtype: the dynamic shared memory of a launch whose
+// blocks own `rows` rows.
+inline int64_t persistent_smem_bytes(int64_t gates, int64_t H, int64_t weight_elem_size,
+                                     int64_t elem_size, int64_t rows) {
+  return persistent_weight_bytes(gates, H, weight_elem_size) +
+         elem_size * rows * (2 * H + 2 * gates * H);
+}
+
 // Live rows of the block starting at row r0 among its `rows` rows at a step with
 // `size` live rows in the whole batch.
 __device__ inline int live_rows(int64_t size, int64_t r0, int rows) {
@@ -53,7 +70,7 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_forward_kernel(
   const int tid = threadIdx.x, nthreads = blockDim.x;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   W* w_s = reinterpret_cast<W*>(smem_raw);
-  T* h_s = reinterpret_cast<T*>(smem_raw + (sizeof(W) * GH * H + 15) / 16 * 16);
+  T* h_s = reinterpret_cast<T*>(smem_raw + persistent_weight_bytes(G, H, sizeof(W)));
   T* c_s = h_s + R * H;
   T* gx_s = c_s + R * H;
   T* gh_s = gx_s + R * GH;
@@ -149,7 +166,7 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_backward_kernel(
   const int tid = threadIdx.x, nthreads = blockDim.x;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   W* w_s = reinterpret_cast<W*>(smem_raw);
-  T* dh_s = reinterpret_cast<T*>(smem_raw + (sizeof(W) * GH * H + 15) / 16 * 16);
+  T* dh_s = reinterpret_cast<T*>(smem_raw + persistent_weight_bytes(G, H, sizeof(W)));
   T* dc_s = dh_s + R * H;
   T* dgx_s = dc_s + R * H;
   T* dgh_s = dgx_s + R * GH;

@@ -24,10 +24,6 @@ namespace {
 using namespace fastrnn;
 using namespace fastrnn::cuda;
 
-int64_t smem_bytes(int gates, int64_t H, int64_t weight_elem, int64_t elem, int64_t rows) {
-  return (weight_elem * gates * H * H + 15) / 16 * 16 + elem * rows * (2 * H + 2 * gates * H);
-}
-
 // Runs body() as `threads` threads of each of `blocks` blocks; false if a block wrote
 // past `smem` bytes of shared memory.
 template <typename Body>
@@ -67,7 +63,8 @@ struct Args {
 template <typename T, typename Cell, typename W>
 bool run(bool forward, const Args& x) {
   const int64_t blocks = (x.batch + x.rows - 1) / x.rows;
-  const int64_t smem = smem_bytes(Cell::kGates, x.H, sizeof(W), sizeof(T), x.rows);
+  // The size persistent.cu asks for, from the same function.
+  const int64_t smem = persistent_smem_bytes(Cell::kGates, x.H, sizeof(W), sizeof(T), x.rows);
   auto t = [](const void* p) { return static_cast<const T*>(p); };
   auto m = [](void* p) { return static_cast<T*>(p); };
   if (forward) {
