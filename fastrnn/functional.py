@@ -27,10 +27,12 @@ def _plain_ops_needed() -> bool:
             or getattr(forward_ad, "_current_level", -1) >= 0)
 
 
-def _first_tokens(batch_sizes: Tensor, reverse: bool) -> Tensor:
+def _first_tokens(batch_sizes: Tensor, batch: int, reverse: bool) -> Tensor:
     """Packed index of each row's first token in the walk: step 0 forward, its last
-    step in reverse (rows are sorted by decreasing length, all at least 1)."""
-    rows = torch.arange(int(batch_sizes[0]) if len(batch_sizes) else 0)
+    step in reverse (rows are sorted by decreasing length, all at least 1). ``batch``
+    is ``batch_sizes[0]``, taken from h0's shape: reading it from the tensor would be a
+    data-dependent value for torch.export."""
+    rows = torch.arange(batch)
     if not reverse:
         return rows
     lengths = (batch_sizes.unsqueeze(0) > rows.unsqueeze(1)).sum(1)
@@ -49,7 +51,7 @@ def _projected_lstm(project: Callable[[], Tensor], batch_sizes: Tensor, weight_h
     projected by one GEMM each. h0 enters only at each row's first step, so it is added
     to the input projection there and m starts at zero. ``project()`` computes the input
     projection (again, for double backward)."""
-    first = _first_tokens(batch_sizes, reverse).to(h0.device)
+    first = _first_tokens(batch_sizes, h0.shape[0], reverse).to(h0.device)
     start = h0.matmul(weight_hh.t())
     shifted = ops.recomputable(project().index_add(0, first, start),
                                lambda: project().index_add(0, first, start))
@@ -122,8 +124,9 @@ def rnn_stack(
         layer_input = outputs[0] if num_directions == 1 else torch.cat(outputs, dim=1)
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, p=dropout, training=True)
-    if num_directions == 1 and layer_input.requires_grad:
+    if num_directions == 1 and (layer_input.requires_grad or torch.jit.is_tracing()):
         # The op saved this very tensor for backward; torch.nn returns a fresh one that
-        # callers may change in place (out += residual, relu_), so they get a copy.
+        # callers may change in place (out += residual, relu_), so they get a copy (always
+        # in a trace, whose graph must not depend on the grad mode it was traced in).
         layer_input = layer_input.clone()
     return layer_input, torch.stack(h_n), (torch.stack(c_n) if cell == "lstm" else None)

@@ -26,6 +26,19 @@ class _FusedRNNBase(nn.RNNBase):
         # cuDNN's flat weight buffer is never used by fastrnn.
         return None
 
+    def check_hidden_size(self, hx: Tensor, expected_hidden_size: Tuple[int, int, int],
+                          msg: str = "Expected hidden size {}, got {}") -> None:
+        if not torch.compiler.is_compiling():
+            if hx.size() != expected_hidden_size:
+                raise RuntimeError(msg.format(expected_hidden_size, list(hx.size())))
+            return
+        # The batch of a PackedSequence is data (batch_sizes[0]): torch.compile can assert
+        # on it (torch._check, with a constant message) but not branch on it.
+        torch._check(hx.dim() == len(expected_hidden_size),
+                     lambda: "RNN: hidden state of the wrong rank")
+        for got, want in zip(hx.size(), expected_hidden_size):
+            torch._check(got == want, lambda: "RNN: hidden state of the wrong size")
+
     def _hidden_shape_checks(self, hx, is_batched: bool):
         """torch.nn's rank checks of a user-given hx (3-D batched, 2-D unbatched)."""
         raise NotImplementedError
@@ -35,7 +48,10 @@ class _FusedRNNBase(nn.RNNBase):
 
     def forward(self, input, hx=None):
         self._update_flat_weights()
+        self._check_flat_weights()
         orig_input = input
+        if hx is not None:
+            self._check_hx_structure(hx, isinstance(orig_input, PackedSequence))
         if isinstance(orig_input, PackedSequence):
             input, batch_sizes, sorted_indices, unsorted_indices = input
             is_batched = True
@@ -72,6 +88,41 @@ class _FusedRNNBase(nn.RNNBase):
             hidden = self._unbatch_hidden(hidden)
         return output, hidden
 
+    def _autocast_dtype(self, device_type: str, packed: bool) -> torch.dtype:
+        """The dtype torch.nn's module computes in (and returns) under autocast: on CUDA
+        cuDNN's autocast wrapper casts to float16 whatever autocast's dtype
+        (aten/src/ATen/cudnn/AutocastRNN.cpp; without cuDNN the cell ops follow autocast's
+        dtype); on the CPU autocast lists lstm on padded input and rnn_tanh/rnn_relu, not
+        gru nor lstm on packed input, which run in the parameters' dtype. Autocast never
+        casts float64."""
+        own = self._flat_weights[0].dtype
+        if own == torch.float64:
+            return own
+        if device_type == "cuda":
+            return torch.float16 if torch.backends.cudnn.enabled else torch.get_autocast_dtype("cuda")
+        lower = self.mode.startswith("RNN") or (self.mode == "LSTM" and not packed)
+        return torch.get_autocast_dtype("cpu") if lower else own
+
+    def _check_flat_weights(self) -> None:
+        """torch.nn's errors for parameters changed after construction: a weight set to None
+        (TypeError) or num_layers no longer matching the parameters (RuntimeError)."""
+        per_direction = (4 if self.bias else 2) + (1 if self.proj_size > 0 else 0)
+        expected = self.num_layers * (2 if self.bidirectional else 1) * per_direction
+        if len(self._flat_weights) != expected:
+            raise RuntimeError(
+                f"Expected {'more' if len(self._flat_weights) < expected else 'fewer'} weights "
+                f"in stacked_rnn: {self.mode} with num_layers={self.num_layers}, bidirectional="
+                f"{self.bidirectional}, bias={self.bias}, proj_size={self.proj_size} needs "
+                f"{expected} weight tensors, the module holds {len(self._flat_weights)}")
+        for index, (name, weight) in enumerate(zip(self._flat_weights_names,
+                                                   self._flat_weights)):
+            if not isinstance(weight, Tensor):
+                raise TypeError(f"expected Tensor as element {index} in argument 2, but got "
+                                f"{type(weight).__name__} (the module's {name})")
+
+    def _check_hx_structure(self, hx, packed: bool) -> None:
+        """torch.nn's errors for an hx of the wrong kind (LSTM overrides this)."""
+
     def _fused(self, input: Tensor, batch_sizes: Optional[Tensor], hx):
         h0, c0 = (hx if isinstance(hx, (tuple, list)) else (hx, None))
         num_directions = 2 if self.bidirectional else 1
@@ -88,16 +139,17 @@ class _FusedRNNBase(nn.RNNBase):
             batch_sizes = torch.full((steps if batch else 0,), batch, dtype=torch.int64,
                                      device="cpu")
             padded_shape = (steps, batch)
-        autocast = torch._C._is_any_autocast_enabled() and data.device.type in ("cpu", "cuda")
+        weights = self._flat_weights
+        autocast = (data.device.type in ("cpu", "cuda")
+                    and torch.is_autocast_enabled(data.device.type))
         if autocast:
-            # Under autocast fastrnn runs the recurrence in the parameters' dtype (reduced
-            # precision would only round what the kernels compute in float32 anyway).
-            dtype = self._flat_weights[0].dtype
+            dtype = self._autocast_dtype(data.device.type, padded_shape is None)
             data, h0 = data.to(dtype), h0.to(dtype)
             c0 = None if c0 is None else c0.to(dtype)
+            weights = [w.to(dtype) for w in weights]
         with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
             output, h_n, c_n = rnn_stack(
-                self.mode, data, batch_sizes, h0, c0, self._flat_weights, self.bias,
+                self.mode, data, batch_sizes, h0, c0, weights, self.bias,
                 self.num_layers, self.dropout, self.training, self.bidirectional, self.proj_size,
             )
         if padded_shape is not None:
@@ -164,6 +216,13 @@ class LSTM(_FusedRNNBase):
     check_forward_args = nn.LSTM.check_forward_args
     permute_hidden = nn.LSTM.permute_hidden
 
+    def _check_hx_structure(self, hx, packed):
+        if isinstance(hx, Tensor):
+            if packed:
+                raise TypeError("LSTM: hx must be a tuple (h_0, c_0) of tensors, got a Tensor")
+        elif isinstance(hx, (tuple, list)) and (len(hx) > 2 or (packed and len(hx) < 2)):
+            raise RuntimeError(f"lstm expects two hidden states, got {len(hx)}")
+
     def _hidden_shape_checks(self, hx, is_batched):
         if is_batched:
             if hx[0].dim() != 3 or hx[1].dim() != 3:
@@ -200,9 +259,10 @@ class LSTM(_FusedRNNBase):
 
     def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
         # Under torch.compile the fused ops stay (torch.nn.LSTM's would break the graph), and
-        # under autocast (fastrnn's result dtype there differs from torch.nn's, see _fused).
+        # under autocast (not measured there).
+        # Nor in a torch.jit.trace, whose graph must not depend on the grad mode.
         if (input.device.type != "cpu" or torch.compiler.is_compiling()
-                or torch._C._is_any_autocast_enabled()):
+                or torch._C._is_any_autocast_enabled() or torch.jit.is_tracing()):
             return False
         onednn_padded = (batch_sizes is None and input.dtype == torch.float32
                          and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)

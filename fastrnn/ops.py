@@ -37,7 +37,11 @@ CELLS = {
 
 def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:
     """The ops' keep_workspace: without a backward to come, the values it would need are
-    not kept (a large fresh buffer costs more in page faults than the recurrence)."""
+    not kept (a large fresh buffer costs more in page faults than the recurrence).
+    Always kept under torch.jit.trace: the traced graph must not depend on the grad mode
+    it was traced in (its check run and later callers may differ)."""
+    if torch.jit.is_tracing():
+        return True
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 

@@ -175,6 +175,8 @@ def test_constructor_validation_and_warnings_match_torch():
 
 def error_cases():
     x = torch.randn(5, 3, 4)
+    h = torch.randn(1, 3, 5)
+    packed = pack_padded_sequence(x, torch.tensor([5, 3, 2]))
     return [
         ("lstm", "feature size", (torch.randn(5, 3, 6),), {}),
         ("lstm", "rank 4", (torch.randn(5, 3, 4, 1),), {}),
@@ -190,6 +192,10 @@ def error_cases():
         ("rnn_tanh", "packed feature size",
          (pack_padded_sequence(torch.randn(5, 3, 6), torch.tensor([5, 3, 2])),), {}),
         ("rnn_relu", "hx dtype", (x, torch.randn(1, 3, 5, dtype=torch.float64)), {}),
+        ("lstm", "three hx", (x, (h, h, h)), {}),
+        ("lstm", "tensor hx packed", (packed, h), {}),
+        ("lstm", "one hx packed", (packed, (h,)), {}),
+        ("lstm", "one hx padded", (x, [h]), {}),
     ]
 
 
@@ -202,6 +208,57 @@ def test_errors_match_torch(cell, name, args, kwargs):
         ours(*args, **kwargs)
     assert isinstance(got.value, type(want.value)), (got.value, want.value)
     assert str(got.value)
+
+
+@pytest.mark.parametrize("cell", list(PAIRS))
+def test_parameters_changed_after_construction_raise_like_torch(cell):
+    x = torch.randn(5, 3, 4)
+    for change in ("bias None", "fewer layers", "more layers"):
+        pair = make_pair(cell, 4, 5, num_layers=1 if change == "more layers" else 2)
+        for module in pair:
+            if change == "bias None":
+                module.bias_hh_l1 = None
+            else:
+                module.num_layers = 2 if change == "more layers" else 1
+        errors = []
+        for module in pair:
+            try:
+                module(x)
+                errors.append(None)
+            except (TypeError, RuntimeError) as e:
+                errors.append(type(e))
+        if cell == "lstm" and change == "fewer layers":
+            # torch.nn.LSTM (oneDNN) runs the first layer and ignores the rest; fastrnn
+            # refuses the inconsistent module like torch.nn.GRU/RNN.
+            assert errors == [None, RuntimeError]
+        else:
+            assert errors[1] is errors[0] is not None, (change, errors)
+
+
+@pytest.mark.parametrize("cell", list(PAIRS))
+def test_torch_jit_trace_in_either_grad_mode(cell):
+    # The traced graph must not depend on the grad mode: torch.jit.trace checks the trace
+    # under no_grad, and a model traced under no_grad must still train.
+    _, ours = make_pair(cell, 3, 4, num_layers=2)
+    x = torch.randn(5, 2, 3)
+    want = ours(x)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(ours, x)
+        with torch.no_grad():
+            traced_no_grad = torch.jit.trace(ours, x)
+    torch.testing.assert_close(traced(x)[0], want, rtol=0, atol=0)
+    want_grad = torch.autograd.grad(want.sum(), ours.weight_hh_l0)
+    got_grad = torch.autograd.grad(traced_no_grad(x)[0].sum(), ours.weight_hh_l0)
+    torch.testing.assert_close(got_grad, want_grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_torch_export_of_lstm_with_projections(bidirectional):
+    module = fastrnn.LSTM(3, 4, proj_size=2, bidirectional=bidirectional).eval()
+    x = torch.randn(5, 2, 3)
+    exported = torch.export.export(module, (x,))
+    torch.testing.assert_close(exported.module()(x), module(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -262,13 +319,14 @@ def test_lstm_matches_torch_at_a_large_hidden_size(packed, proj_size):
         torch.testing.assert_close(g, w, **TOL[torch.float32])
 
 
-def test_large_padded_lstm_inference_under_autocast_stays_fastrnn():
+def test_large_padded_lstm_inference_under_autocast_stays_fastrnn(monkeypatch):
     # Outside autocast this inference would run torch.nn's oneDNN LSTM; under autocast
-    # fastrnn keeps its own documented behaviour (the parameters' dtype).
+    # (not measured there) fastrnn's fused ops run, with torch.nn's result dtype.
     module = fastrnn.LSTM(6, 300)
+    monkeypatch.setattr(module, "_torch_lstm", None)  # calling it would raise
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out, (h, c) = module(torch.randn(4, 2, 6))
-    assert out.dtype == h.dtype == c.dtype == torch.float32
+    assert out.dtype == h.dtype == c.dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -378,12 +436,26 @@ def test_torch_compile_fullgraph_padded_and_packed():
     for a, b in zip(compiled.parameters(), eager.parameters()):
         torch.testing.assert_close(a.grad, b.grad, **TOL[torch.float32])
 
-    module = fastrnn.GRU(5, 4)
-    packed = pack_padded_sequence(torch.randn(6, 3, 5), torch.tensor([6, 4, 1]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = torch.compile(module, backend="aot_eager")(packed)[0].data
-    torch.testing.assert_close(got, module(packed)[0].data, rtol=0, atol=0)
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_torch_compile_fullgraph_packed(cell):
+    # torch.nn's modules cannot (a graph break on batch_sizes[0]); fastrnn's can.
+    torch._dynamo.reset()
+    kwargs = dict(proj_size=2) if cell == "lstm" else {}
+    _, eager = make_pair(cell, 5, 4, num_layers=2, bidirectional=True, **kwargs)
+    compiled = torch.compile(copy.deepcopy(eager), fullgraph=True, backend="aot_eager")
+    for lengths in ([6, 4, 1], [2, 7, 3, 5]):
+        x = torch.randn(max(lengths), len(lengths), 5)
+        packed = pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
+        h0 = torch.randn(4, len(lengths), 2 if cell == "lstm" else 4)
+        hx = (h0, torch.randn(4, len(lengths), 4)) if cell == "lstm" else h0
+        results = []
+        for module in (eager, compiled):
+            out, hidden = module(packed, hx)
+            loss = out.data.sum() + sum(h.sum() for h in flat_outputs(out, hidden)[1:])
+            results.append([out.data, *torch.autograd.grad(loss, list(module.parameters()))])
+        for got, want in zip(results[1], results[0]):
+            torch.testing.assert_close(got, want, **TOL[torch.float32])
 
 
 def _second_order(module, packed, x, h0):
@@ -498,27 +570,45 @@ def test_double_backward_of_a_direct_op_call_is_a_clear_error():
     assert torch.autograd.grad(grad.sum(), weight_ih)[0].abs().sum() > 0
 
 
-@pytest.mark.parametrize("cls", [fastrnn.LSTM, fastrnn.GRU, fastrnn.RNN])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
 @pytest.mark.parametrize("packed", [False, True])
-def test_autocast_runs_in_the_parameters_dtype(cls, packed):
-    # Was: "input_proj must have dtype Float, got BFloat16" (autocast made the input
-    # projection bfloat16). Now the recurrence runs in float32, as outside autocast.
-    module = cls(8, 16, num_layers=2, bidirectional=True)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_result_dtype_and_values_match_torch(cell, packed, dtype):
+    # torch.nn under CPU autocast: LSTM on padded input and RNN compute in (and return)
+    # the autocast dtype, GRU and LSTM on packed input float32; fastrnn does the same.
+    ref, ours = make_pair(cell, 8, 16, num_layers=2, bidirectional=True)
     x = torch.randn(6, 3, 8, requires_grad=True)
     lengths = torch.tensor([6, 2, 4])
 
-    def run():
+    def run(module):
         data = pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
-        out, _ = module(data)
-        return out.data if packed else out
+        with torch.autocast("cpu", dtype=dtype):
+            out, hidden = module(data)
+        h = hidden[0] if cell == "lstm" else hidden
+        return (out.data if packed else out), h
 
-    want = run()
+    if cell == "lstm" and not packed and dtype == torch.float16:
+        # torch.nn's oneDNN LSTM has no float16 training kernel ("could not create a
+        # primitive descriptor"): compare with its inference instead.
+        with torch.no_grad():
+            want, want_h = run(ref)
+    else:
+        want, want_h = run(ref)
+    got, got_h = run(ours)
+    assert (got.dtype, got_h.dtype) == (want.dtype, want_h.dtype)
+    # Both round to the autocast dtype in different places (torch.nn: every matmul).
+    tol = dict(rtol=0, atol=3e-2 if dtype == torch.bfloat16 else 5e-3)
+    torch.testing.assert_close(got.float(), want.float(), **tol)
+    torch.testing.assert_close(got_h.float(), want_h.float(), **tol)
+    got.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and ours.weight_hh_l1.grad.dtype == torch.float32
+
+
+def test_autocast_leaves_float64_modules_alone():
+    module = fastrnn.LSTM(3, 4).double()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = run()
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
-    got.sum().backward()
-    assert x.grad is not None and module.weight_hh_l1.grad is not None
+        out, _ = module(torch.randn(5, 2, 3, dtype=torch.float64))
+    assert out.dtype == torch.float64
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
