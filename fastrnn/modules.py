@@ -337,31 +337,40 @@ def _constructor_args(module: nn.RNNBase) -> dict:
     return kwargs
 
 
-def _swap(model: nn.Module, table: dict) -> nn.Module:
-    def replacement(module):
-        new_cls = table[type(module)]
-        weight = module._flat_weights[0]
-        with torch.device("meta"):
-            new = new_cls(**_constructor_args(module))
-        new = new.to_empty(device=weight.device).to(weight.dtype)
-        new.load_state_dict(module.state_dict(), strict=True)
-        new.train(module.training)
-        return new
+def _target_class(cls: type, table: dict) -> Optional[type]:
+    """The class a module of class `cls` becomes, or None if it is not converted. A
+    parametrized module (torch.nn.utils.parametrize) has a generated subclass holding the
+    parametrization properties: it gets the same subclass of the target class."""
+    if cls in table:
+        return table[cls]
+    base = cls.__bases__[0] if len(cls.__bases__) == 1 else None
+    if base in table and cls.__name__ == f"Parametrized{base.__name__}":
+        namespace = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+        return type(f"Parametrized{table[base].__name__}", (table[base],), namespace)
+    return None
 
-    if type(model) in table:
-        return replacement(model)
-    for name, child in list(model.named_children()):
-        setattr(model, name, _swap(child, table))
+
+def _swap(model: nn.Module, table: dict) -> nn.Module:
+    # fastrnn's modules are torch.nn.RNNBase modules with the same attributes as torch.nn's
+    # and only another forward: changing the class of each module in place keeps its very
+    # parameters (optimizers, requires_grad, dtypes, sharing and tying), buffers, hooks,
+    # pruning and parametrizations, training mode and any attribute of the user's.
+    for module in model.modules():
+        new_cls = _target_class(type(module), table)
+        if new_cls is not None:
+            module.__class__ = new_cls
     return model
 
 
 def convert(model: nn.Module) -> nn.Module:
-    """Replaces every torch.nn.LSTM/GRU/RNN in `model` (or `model` itself) by the
-    fastrnn module with the same configuration and weights. Works in place on
-    submodules and returns the model."""
+    """Turns every torch.nn.LSTM/GRU/RNN in `model` (or `model` itself) into the fastrnn
+    module, in place: the same module objects, parameters, buffers and hooks, with
+    fastrnn's forward. Subclasses of torch.nn's modules (other than parametrized ones) are
+    left as they are. Returns the model."""
     return _swap(model, _TORCH_TO_FASTRNN)
 
 
 def to_torch(model: nn.Module) -> nn.Module:
-    """The inverse of convert(): fastrnn modules back to torch.nn ones (e.g. for ONNX export)."""
+    """The inverse of convert(), in place: fastrnn modules back to torch.nn ones (e.g. for
+    ONNX export)."""
     return _swap(model, _FASTRNN_TO_TORCH)

@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrizations, parametrize, prune
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pack_sequence
 
 import fastrnn
@@ -369,6 +370,66 @@ def test_convert_and_back():
     assert type(back.rnn) is nn.LSTM and type(back.blocks[0]) is nn.GRU
     torch.testing.assert_close(back(tokens), want, **TOL[torch.float64])
     assert type(fastrnn.convert(nn.GRU(2, 3))) is fastrnn.GRU
+
+
+def test_convert_keeps_everything_of_the_modules():
+    # convert() changes the class of each module in place: nothing of the module is lost.
+    torch.manual_seed(0)
+    shared = nn.GRU(4, 4)
+    frozen = nn.LSTM(4, 4)
+    frozen.weight_ih_l0.requires_grad_(False)
+    frozen.foo = "kept"
+    frozen.register_buffer("scale", torch.tensor(2.0))
+    tied = nn.LSTM(4, 4)
+    tied.weight_hh_l0 = frozen.weight_hh_l0
+    pruned = prune.l1_unstructured(nn.RNN(4, 4), "weight_hh_l0", amount=0.5)
+    normed = parametrizations.weight_norm(nn.LSTM(4, 4), "weight_ih_l0")
+    mixed = nn.GRU(4, 4)
+    mixed.bias_ih_l0.data = mixed.bias_ih_l0.data.double()
+    model = nn.ModuleList([shared, frozen, tied, pruned, normed, shared])
+    calls = []
+    frozen.register_forward_hook(lambda *args: calls.append("forward hook"))
+    frozen.register_forward_pre_hook(lambda *args: calls.append("pre hook"))
+    frozen.weight_hh_l0.register_hook(lambda grad: calls.append("param hook"))
+    parameters = {name: p for name, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(5, 2, 4)
+
+    def outputs():
+        return [module(x)[0] for module in model]
+
+    want = outputs()
+    sum(o.sum() for o in want).backward()
+    want_grads = {name: p.grad.clone() for name, p in parameters.items() if p.grad is not None}
+    optimizer.zero_grad()
+    calls.clear()
+
+    assert fastrnn.convert(model) is model
+    assert [type(m) for m in model[:4]] == [fastrnn.GRU, fastrnn.LSTM, fastrnn.LSTM, fastrnn.RNN]
+    assert isinstance(model[4], fastrnn.LSTM) and model[5] is model[0]
+    assert type(fastrnn.convert(mixed)) is fastrnn.GRU
+    assert mixed.bias_ih_l0.dtype == torch.float64
+    assert dict(model.named_parameters()) == parameters
+    assert frozen.foo == "kept" and frozen.scale == 2.0
+    assert not frozen.weight_ih_l0.requires_grad
+    assert tied.weight_hh_l0 is frozen.weight_hh_l0
+    got = outputs()
+    assert calls == ["pre hook", "forward hook"]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, **TOL[torch.float32])
+    sum(o.sum() for o in got).backward()
+    assert "param hook" in calls
+    assert {name for name, p in parameters.items() if p.grad is not None} == set(want_grads)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(parameters[name].grad, grad, **TOL[torch.float32])
+    before = frozen.weight_hh_l0.detach().clone()
+    optimizer.step()
+    assert not torch.equal(frozen.weight_hh_l0, before)  # the optimizer's own parameters
+
+    assert fastrnn.to_torch(model) is model
+    assert [type(m) for m in model[:4]] == [nn.GRU, nn.LSTM, nn.LSTM, nn.RNN]
+    assert isinstance(model[4], nn.LSTM)
+    assert parametrize.is_parametrized(model[4], "weight_ih_l0")
 
 
 def test_save_load_deepcopy_dtype_modes():
