@@ -185,7 +185,11 @@ def machine():
     return dict(gpu=props.name, sms=props.multi_processor_count,
                 smem_per_block_optin=getattr(props, "shared_memory_per_block_optin", None),
                 torch=torch.__version__, cuda=torch.version.cuda,
-                cudnn=torch.backends.cudnn.version(), python=platform.python_version())
+                cudnn=torch.backends.cudnn.version(), python=platform.python_version(),
+                # torch's defaults: cuDNN's RNNs may use TF32 tensor cores, fastrnn's
+                # per-step GEMMs (cuBLAS through ATen) follow the matmul flag (off).
+                cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32)
 
 
 def main():

@@ -13,7 +13,7 @@ from test_ops import compare_with_torch, op_args
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 ALL_CELLS = list(CELLS)
 CUDA_PATHS = ["persistent", "per_step"]
-MAX_ROWS = 4  # kPersistentMaxRows in csrc/cuda/persistent.h
+MAX_ROWS = 4  # kPersistentMaxRows in csrc/cuda/persistent_kernels.cuh
 
 
 @pytest.fixture(params=CUDA_PATHS)
@@ -68,9 +68,10 @@ def test_cuda_matches_torch_nn_odd_sizes_no_bias(cell, hidden, cuda_path):
 
 
 @pytest.mark.parametrize("cell", ALL_CELLS)
-@pytest.mark.parametrize("batch,max_len", [(1, 5), (4, 1), (1, 1), (300, 7)])
+@pytest.mark.parametrize("batch,max_len", [(1, 5), (4, 1), (1, 1), (300, 7), (301, 7)])
 def test_cuda_matches_torch_nn_batch_shapes(cell, batch, max_len, cuda_path):
-    # batch 300 spreads over several rows per block of the persistent kernels.
+    # batch 300/301 spread over several rows per block of the persistent kernels (301:
+    # a last block with fewer rows than the others).
     with cudnn_flags(True):
         compare_with_torch(cell, torch.float64, "unsorted", bias=True, hidden=5, batch=batch,
                            max_len=max_len, with_hx=False, device="cuda")
@@ -117,8 +118,12 @@ def op_case(cell, hidden, dtype, batch_sizes=(6, 5, 5, 3, 1), seed=0):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_cuda_paths_agree_at_the_eligibility_boundary(cell, dtype, reverse, monkeypatch):
     # bfloat16/float16 weights stay 16-bit in shared memory: about 1.4x the hidden units.
+    # The batch gives the persistent kernels their largest launch: MAX_ROWS rows per block
+    # (the shared memory use_persistent sizes for), with a last block of one row.
     hidden = largest_persistent_hidden(cell, dtype)
-    args, grads = op_case(cell, hidden, dtype)
+    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    batch = MAX_ROWS * sms + 1
+    args, grads = op_case(cell, hidden, dtype, batch_sizes=(batch, batch - 1, batch - 1, 3, 1))
     results = {}
     for path in CUDA_PATHS:
         monkeypatch.setenv("FASTRNN_CUDA_PATH", path)

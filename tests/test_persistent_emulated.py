@@ -28,7 +28,7 @@ MAX_ROWS = 4
 
 class Args(ctypes.Structure):
     _fields_ = ([("steps", ctypes.c_int64), ("batch", ctypes.c_int64)]
-                + [(n, ctypes.c_int) for n in ("H", "rows", "threads", "reverse")]
+                + [(n, ctypes.c_int) for n in ("H", "rows", "threads", "reverse", "keep_saved")]
                 + [(n, ctypes.c_void_p) for n in (
                     "sizes", "offsets", "a", "w", "b", "h0", "c0", "out_in", "saved_in", "out",
                     "saved", "h_n", "c_n", "dgx", "dgh", "h_prev")])
@@ -55,10 +55,11 @@ def ptr(t):
 
 
 def run_kernel(emulate, forward, cell, weight_code, steps_info, H, rows, threads, reverse,
-               tensors, dtype):
+               tensors, dtype, keep_saved=True):
     sizes, offsets = steps_info
     args = Args(steps=len(sizes), batch=int(sizes[0]), H=H, rows=rows, threads=threads,
-                reverse=int(reverse), sizes=ptr(sizes), offsets=ptr(offsets),
+                reverse=int(reverse), keep_saved=int(keep_saved), sizes=ptr(sizes),
+                offsets=ptr(offsets),
                 **{k: ptr(v) for k, v in tensors.items()})
     ok = emulate(int(forward), CELL_CODES[cell], int(dtype == torch.float64), weight_code,
                  ctypes.byref(args))
@@ -119,6 +120,26 @@ def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has
         torch.testing.assert_close(c_n, want[2], **tol, msg=lambda m: f"c_n, {where}: {m}")
     if saved:
         torch.testing.assert_close(ws, want_ws, **tol, msg=lambda m: f"workspace, {where}: {m}")
+
+    # Without keep_saved (no backward to follow) the saved values go to one scratch row
+    # per batch row: the same results, nothing written past [batch, S*H].
+    scratch = torch.full((B + 1, saved * H), float("nan"), dtype=dtype)
+    out2, h_n2 = torch.empty_like(out), torch.empty_like(h_n)
+    c_n2 = torch.empty_like(c_n) if has_cell else None
+    run_kernel(emulate, True, cell, weight_code, (bs, offsets), H, rows, threads, reverse,
+               dict(a=gx, w=weight, b=bias, h0=h0, c0=c0, out=out2, saved=scratch, h_n=h_n2,
+                    c_n=c_n2), dtype, keep_saved=False)
+    for got, ref in ((out2, out), (h_n2, h_n), (c_n2, c_n)):
+        if ref is not None:
+            torch.testing.assert_close(got, ref, rtol=0, atol=0, msg=lambda m: f"{where}: {m}")
+    assert scratch[B].isnan().all(), f"wrote past the scratch rows, {where}"
+    # The scratch holds each row's values of its last step walked.
+    if saved:
+        lengths = (bs.unsqueeze(0) > torch.arange(B).unsqueeze(1)).sum(1)
+        final_step = (lengths - 1) if not reverse else torch.zeros_like(lengths)
+        rows_tokens = offsets[final_step] + torch.arange(B)
+        torch.testing.assert_close(scratch[:B], want_ws[rows_tokens], **tol,
+                                   msg=lambda m: f"scratch, {where}: {m}")
 
     # Backward from the CPU forward's results; weight gradients as BackwardBuffers::finish.
     gout, gh_n = rand(N, H), rand(B, H)

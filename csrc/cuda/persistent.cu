@@ -64,12 +64,16 @@ Launch plan(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_siz
           persistent_smem_bytes(gate_count(kind), H, weight_elem_size, elem_size, rows)};
 }
 
-// Allows `kernel` more than 48 KiB of dynamic shared memory when it needs it.
+// Allows `kernel` more than 48 KiB of dynamic shared memory when it needs it. The
+// attribute is per kernel and device and only a cap, so it is always set to the device's
+// maximum: a call with a smaller size on another host thread never lowers it under a
+// launch that needs more.
 template <typename K>
 void allow_smem(K kernel, int64_t bytes) {
   if (bytes > 48 * 1024) {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(bytes)));
+    const int optin = static_cast<int>(at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin);
+    C10_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
   }
 }
 
@@ -100,11 +104,12 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
   at::Tensor h0_t = h0.contiguous();
   at::Tensor c0_t = Cell::kHasCell ? c0.contiguous() : at::Tensor();
   at::Tensor output = at::empty({N, H}, input_proj.options());
-  at::Tensor workspace = at::empty({S > 0 ? N : 0, S * H}, input_proj.options());
+  // Without keep_workspace (no backward will follow) each row's saved values overwrite
+  // one scratch row per step, and an empty workspace is returned.
+  const int64_t ws_rows = S == 0 ? 0 : (keep_workspace ? N : batch);
+  at::Tensor workspace = at::empty({ws_rows, S * H}, input_proj.options());
   at::Tensor h_n = at::empty_like(h0_t);
   at::Tensor c_n = Cell::kHasCell ? at::empty_like(c0_t) : at::Tensor();
-  // Without keep_workspace the kernel still writes it (the caching allocator makes that
-  // cheap on the GPU), and an empty one is returned.
   const at::Tensor result_ws = keep_workspace ? workspace : workspace.new_empty({0, S * H});
   if (batch == 0) return {output, h_n, c_n, result_ws};
 
@@ -113,8 +118,9 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
   auto kernel = persistent_forward_kernel<T, Cell, W>;
   allow_smem(kernel, L.smem);
   kernel<<<L.blocks, L.threads, L.smem, at::cuda::getCurrentCUDAStream()>>>(
-      T_, batch, static_cast<int>(H), L.rows, reverse, dev.const_data_ptr<int64_t>(),
-      dev.const_data_ptr<int64_t>() + T_, gx.const_data_ptr<T>(), w.const_data_ptr<W>(),
+      T_, batch, static_cast<int>(H), L.rows, reverse, keep_workspace,
+      dev.const_data_ptr<int64_t>(), dev.const_data_ptr<int64_t>() + T_,
+      gx.const_data_ptr<T>(), w.const_data_ptr<W>(),
       bias.defined() ? bias.const_data_ptr<T>() : nullptr, h0_t.const_data_ptr<T>(),
       Cell::kHasCell ? c0_t.const_data_ptr<T>() : nullptr, output.data_ptr<T>(),
       workspace.data_ptr<T>(), h_n.data_ptr<T>(), Cell::kHasCell ? c_n.data_ptr<T>() : nullptr);
@@ -150,6 +156,30 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
   return buf.finish();
 }
 
+// Blocks of this launch shape that one SM runs at once, for the forward and the backward
+// kernel alike (the smaller of the two).
+int resident_blocks(CellKind kind, int64_t weight_elem_size, int64_t elem_size, const Launch& L) {
+  return with_types(kind, elem_size == 8 ? at::kDouble : at::kFloat, [&](auto type_tag, auto cell) {
+    using T = decltype(type_tag);
+    auto count = [&](auto weight_tag) {
+      using W = decltype(weight_tag);
+      auto forward = persistent_forward_kernel<T, decltype(cell), W>;
+      auto backward = persistent_backward_kernel<T, decltype(cell), W>;
+      allow_smem(forward, L.smem);
+      allow_smem(backward, L.smem);
+      int f = 0, b = 0;
+      C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&f, forward, L.threads, L.smem));
+      C10_CUDA_CHECK(
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, backward, L.threads, L.smem));
+      return std::min(f, b);
+    };
+    if constexpr (std::is_same_v<T, float>) {
+      if (weight_elem_size == 2) return count(c10::Half());  // bfloat16 takes the same room
+    }
+    return count(type_tag);
+  });
+}
+
 }  // namespace
 
 bool use_persistent(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_size,
@@ -172,7 +202,13 @@ bool use_persistent(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t 
                 have, "; use FASTRNN_CUDA_PATH=auto or per_step for this size");
     return true;
   }
-  return fits && batch <= 2 * kPersistentMaxRows * prop->multiProcessorCount;
+  if (!fits) return false;
+  // Only when all blocks run at once: a second wave would walk the whole sequence again
+  // after the first, where the per-step path takes every row in each step's GEMM.
+  const Launch L = plan(kind, H, weight_elem_size, elem_size, batch);
+  const int64_t sms = prop->multiProcessorCount;
+  return L.blocks <= sms ||
+         L.blocks <= sms * resident_blocks(kind, weight_elem_size, elem_size, L);
 }
 
 ForwardResult persistent_forward(CellKind kind, const PackedSteps& steps,

@@ -20,8 +20,8 @@ namespace cuda {
 // Whether this call takes the persistent path: FASTRNN_CUDA_PATH=per_step -> no;
 // persistent -> yes, or a clear error when the kernels do not fit the current
 // device; auto (or unset) -> yes when they fit (persistent_smem_bytes with
-// kPersistentMaxRows rows <= the device's opt-in shared memory per block) and the
-// batch is at most 2 * kPersistentMaxRows * (number of SMs) rows.
+// kPersistentMaxRows rows <= the device's opt-in shared memory per block) and all
+// blocks of the launch are resident at once (one wave: occupancy x SMs).
 bool use_persistent(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_size,
                     int64_t batch);
 

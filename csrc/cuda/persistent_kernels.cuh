@@ -54,6 +54,7 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_forward_kernel(
     int H,                                // hidden size
     int rows_per_block,                   // rows a block owns (<= kMaxRows)
     bool reverse,                         // walk t = T-1 .. 0
+    bool keep_saved,                      // saved per token; false: per row, overwritten
     const int64_t* __restrict__ sizes,    // [T] live rows per step (device copy of batch_sizes)
     const int64_t* __restrict__ offsets,  // [T] packed index of each step's first token
     const T* __restrict__ gx,             // [N, G*H] input projection W_ih x + b_ih
@@ -62,7 +63,8 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_forward_kernel(
     const T* __restrict__ h0,             // [batch, H]
     const T* __restrict__ c0,             // [batch, H] (LSTM), or nullptr
     T* __restrict__ out,                  // [N, H] output h of every token
-    T* __restrict__ saved,                // [N, S*H] values backward needs (S = Cell::kSaved)
+    T* __restrict__ saved,                // [N, S*H] values backward needs (S = Cell::kSaved);
+                                          // [batch, S*H] scratch without keep_saved
     T* __restrict__ h_n,                  // [batch, H]
     T* __restrict__ c_n) {                // [batch, H] (LSTM), or nullptr
   constexpr int G = Cell::kGates, S = Cell::kSaved;
@@ -126,7 +128,7 @@ __global__ void __launch_bounds__(kMaxThreads) persistent_forward_kernel(
       const int rr = i / H, j = i % H;
       const int64_t tok = tok0 + rr;
       Cell::forward(j, H, gx_s + rr * GH, gh_s + rr * GH, h_s + rr * H, c_s + rr * H,
-                    saved + tok * S * H);
+                    saved + (keep_saved ? tok : r0 + rr) * S * H);
       out[tok * H + j] = h_s[rr * H + j];
     }
     __syncthreads();

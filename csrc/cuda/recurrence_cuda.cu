@@ -84,9 +84,17 @@ __global__ void backward_pointwise(int64_t rows, int64_t H, const T* __restrict_
 template <typename T>
 void step_gemm(const at::Tensor& B, int64_t rows, const T* A, int64_t lda, T* C, int64_t ldc,
                const at::Tensor& bias, bool accumulate) {
-  auto opts = B.options();
-  at::Tensor a = at::from_blob(const_cast<T*>(A), {rows, B.size(0)}, {lda, 1}, opts);
-  at::Tensor c = at::from_blob(C, {rows, B.size(1)}, {ldc, 1}, opts);
+  // target_device: without it from_blob asks the driver where the pointer lives
+  // (cudaPointerGetAttributes), twice per step on a path bound by host overhead.
+  auto wrap = [&](const T* p, int64_t cols, int64_t ld) {
+    return at::for_blob(const_cast<T*>(p), {rows, cols})
+        .strides({ld, 1})
+        .options(B.options())
+        .target_device(B.device())
+        .make_tensor();
+  };
+  at::Tensor a = wrap(A, B.size(0), lda);
+  at::Tensor c = wrap(C, B.size(1), ldc);
   if (accumulate) {
     c.addmm_(a, B);
   } else if (bias.defined()) {

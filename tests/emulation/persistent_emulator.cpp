@@ -52,7 +52,7 @@ bool launch(int64_t blocks, int threads, int64_t smem, const Body& body) {
 
 struct Args {
   int64_t steps, batch;
-  int H, rows, threads, reverse;
+  int H, rows, threads, reverse, keep_saved;
   const int64_t *sizes, *offsets;
   // forward: gx, w, bias, h0, c0 in; out, saved, h_n, c_n out.
   // backward: gout, w, h0, c0, out, saved in; dh, dc in/out; dgx, dgh, h_prev out.
@@ -70,7 +70,7 @@ bool run(bool forward, const Args& x) {
   if (forward) {
     return launch(blocks, x.threads, smem, [&] {
       persistent_forward_kernel<T, Cell, W>(
-          x.steps, x.batch, x.H, x.rows, x.reverse, x.sizes, x.offsets, t(x.a),
+          x.steps, x.batch, x.H, x.rows, x.reverse, x.keep_saved, x.sizes, x.offsets, t(x.a),
           static_cast<const W*>(x.w), t(x.b), t(x.h0), t(x.c0), m(x.out), m(x.saved),
           m(x.h_n), m(x.c_n));
     });
