@@ -4,8 +4,9 @@ with tests/emulation/cuda_shim.h and run thread by thread, against the CPU ops.
 No GPU needed: this checks the kernels' logic, indexing (live rows, reverse walks,
 token offsets, rows per block, strided loops when a block has fewer threads than
 gates) and shared-memory layout (bfloat16/float16 weights included) with the very
-source nvcc compiles. It cannot see what only hardware shows (races, the memory
-model, launch limits); tests/test_cuda.py does that on a GPU.
+source nvcc compiles, and, built with ThreadSanitizer, finds shared-memory races between
+the threads of a block (a missing __syncthreads). It cannot see what only hardware shows
+(the memory model, warp scheduling, launch limits); tests/test_cuda.py does that on a GPU.
 """
 import ctypes
 import hashlib
@@ -159,3 +160,28 @@ def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has
     names = ["grad_input_proj", "grad_weight_hh", "grad_bias_hh", "grad_h0", "grad_c0"]
     for name, g, w in zip(names, got, expect):
         torch.testing.assert_close(g, w, **tol, msg=lambda m, n=name: f"{n}, {where}: {m}")
+
+
+def test_persistent_kernels_have_no_data_races(tmp_path):
+    # tests/emulation/race_driver.cpp under ThreadSanitizer: a shared-memory access that
+    # no __syncthreads (std::barrier here) orders against another CUDA thread's write is
+    # reported. (Removing the barrier between the backward's pointwise pass and its
+    # matrix-vector product is reported, for one.)
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    binary = tmp_path / "race_driver"
+    includes = [f"-I{p}" for p in [ROOT / "csrc", ROOT / "tests/emulation",
+                                   *cpp_extension.include_paths()]]
+    build = subprocess.run([compiler, "-std=c++20", "-O1", "-g", "-fsanitize=thread", "-pthread",
+                            "-Wno-unknown-pragmas", *includes,
+                            str(ROOT / "tests/emulation/race_driver.cpp"), "-o", str(binary)],
+                           capture_output=True, text=True)
+    if build.returncode != 0 and "tsan" in build.stderr.lower():
+        pytest.skip(f"no ThreadSanitizer runtime: {build.stderr[-300:]}")
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=600,
+                         env={"TSAN_OPTIONS": "halt_on_error=1 exitcode=66"})
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    assert "ThreadSanitizer" not in run.stderr
+    assert run.stdout.startswith("launches 64 failures 0"), run.stdout
