@@ -99,7 +99,9 @@ class _FusedRNNBase(nn.RNNBase):
         if own == torch.float64:
             return own
         if device_type == "cuda":
-            return torch.float16 if torch.backends.cudnn.enabled else torch.get_autocast_dtype("cuda")
+            if torch.backends.cudnn.enabled:
+                return torch.float16
+            return torch.get_autocast_dtype("cuda")
         lower = self.mode.startswith("RNN") or (self.mode == "LSTM" and not packed)
         return torch.get_autocast_dtype("cpu") if lower else own
 
@@ -204,7 +206,7 @@ class _SingleStateMixin:
 
 
 class LSTM(_FusedRNNBase):
-    """Drop-in torch.nn.LSTM (same arguments, parameters and results), fused on CPU."""
+    """Drop-in torch.nn.LSTM (same arguments, parameters and results), fused on CPU and CUDA."""
 
     _BAD_RANK = "LSTM: Expected input to be 2D or 3D, got {}D instead"
 
@@ -286,7 +288,7 @@ class LSTM(_FusedRNNBase):
 
 
 class GRU(_SingleStateMixin, _FusedRNNBase):
-    """Drop-in torch.nn.GRU (same arguments, parameters and results), fused on CPU."""
+    """Drop-in torch.nn.GRU (same arguments, parameters and results), fused on CPU and CUDA."""
 
     _BAD_RANK = "GRU: Expected input to be 2D or 3D, got {}D instead"
 
@@ -297,7 +299,8 @@ class GRU(_SingleStateMixin, _FusedRNNBase):
 
 
 class RNN(_SingleStateMixin, _FusedRNNBase):
-    """Drop-in torch.nn.RNN (tanh or relu; same arguments, parameters and results), fused on CPU."""
+    """Drop-in torch.nn.RNN (tanh or relu; same arguments, parameters and results), fused on
+    CPU and CUDA."""
 
     _BAD_RANK = "RNN: Expected input to be 2D or 3D, got {}D tensor instead"
 
@@ -321,6 +324,13 @@ class RNN(_SingleStateMixin, _FusedRNNBase):
 
 
 _TORCH_TO_FASTRNN = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN}
+
+# help(fastrnn.LSTM) & co. show torch.nn's documentation of the arguments, inputs and
+# outputs, which are the same.
+for _ours, _theirs in ((LSTM, nn.LSTM), (GRU, nn.GRU), (RNN, nn.RNN)):
+    _ours.__doc__ = (f"{_ours.__doc__}\n\ntorch.nn.{_theirs.__name__}'s documentation:\n\n"
+                     f"{_theirs.__doc__}")
+del _ours, _theirs
 _FASTRNN_TO_TORCH = {v: k for k, v in _TORCH_TO_FASTRNN.items()}
 
 
