@@ -1,4 +1,5 @@
-// Declarations shared by the op schemas (ops.cpp) and the CPU/CUDA kernels.
+// Declarations shared by the op schemas (ops.cpp), the kernels of every device and path,
+// and their common pieces (recurrence.cpp).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -91,7 +92,7 @@ struct ForwardResult {
 };
 
 // The tensors of one step-by-step forward pass (CPU and the per-step CUDA path; defined
-// in ops.cpp): contiguous input_proj (gx) and bias_hh (undefined without bias); the
+// in recurrence.cpp): contiguous input_proj (gx) and bias_hh (undefined without bias); the
 // running state h (c), which starts as a copy of h0 (c0) and ends as h_n (c_n);
 // output [N, H]; workspace [N, S*H], or without keep_workspace (no backward will
 // follow) a scratch [batch, S*H] that each step overwrites (workspace_row(t) says
@@ -117,7 +118,7 @@ struct BackwardResult {
 };
 
 // The tensors of one backward pass, the same for every device and path (defined in
-// ops.cpp): contiguous inputs; dh (dc), the gradient of the running state, which
+// recurrence.cpp): contiguous inputs; dh (dc), the gradient of the running state, which
 // holds grad_h_n (grad_c_n) on entry and grad_h0 (grad_c0) after the time loop;
 // per token dgx = dL/d(input_proj) [N, G*H], dgh = dL/d(W_hh h + b_hh) [N, G*H]
 // (the same tensor as dgx unless GRU) and h_prev = h_{t-1} [N, H]; weight_hh in the

@@ -1,171 +1,21 @@
-// The packed time loop on CUDA: the general per-step path, and the entry points
-// that choose between it and the persistent path (persistent.h).
-//
-// Per step: one cuBLAS GEMM on the live rows (through ATen, on the current
-// stream) and one fused pointwise kernel using the cell math of
-// csrc/cell_math.h, as on the CPU. batch_sizes is a CPU tensor, so the host
-// knows every step's live rows and never synchronises inside the loop.
-// grad_weight_hh and grad_bias_hh are one GEMM and one reduction after the
-// loop (no atomicAdd: deterministic run to run).
+// The CUDA entry points: the persistent path (persistent.h) where it fits, else the
+// per-step path (per_step.cuh), instantiated here with real kernel launches.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include "per_step.cuh"
 #include "persistent.h"
 
 namespace fastrnn {
 namespace cuda {
-namespace {
 
-constexpr int kThreads = 256;
-
-inline unsigned blocks_for(int64_t n) {
-  return static_cast<unsigned>((n + kThreads - 1) / kThreads);
+template <typename... Params, typename... Args>
+void per_step::launch(void (*kernel)(Params...), unsigned blocks, unsigned threads,
+                      Args... args) {
+  kernel<<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(args...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
-
-// Rows [0, split) of a step's previous state come from the packed buffer
-// `packed` (row stride ld), rows [split, rows) from the initial state `init`.
-template <typename T>
-struct PrevRows {
-  const T* packed;
-  int64_t ld;
-  int64_t split;
-  const T* init;
-  int64_t ld_init;
-  __device__ const T* row(int64_t r) const {
-    return r < split ? packed + r * ld : init + r * ld_init;
-  }
-};
-
-template <typename T>
-PrevRows<T> prev_rows(const PackedSteps& steps, bool reverse, int64_t t, const T* packed,
-                      int64_t ld, const T* init, int64_t ld_init) {
-  const int64_t T_ = steps.steps();
-  if (!reverse && t > 0) return {packed + steps.offsets[t - 1] * ld, ld, steps.sizes[t], init, ld_init};
-  if (reverse && t + 1 < T_) {
-    return {packed + steps.offsets[t + 1] * ld, ld, steps.sizes[t + 1], init, ld_init};
-  }
-  return {packed, ld, 0, init, ld_init};
-}
-
-// One thread per (live row, hidden unit). Pointers are already offset to the step.
-template <typename T, typename Cell>
-__global__ void forward_pointwise(int64_t rows, int64_t H, const T* __restrict__ gx,
-                                  const T* __restrict__ gh, T* __restrict__ h, T* __restrict__ c,
-                                  T* __restrict__ out, T* __restrict__ saved) {
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= rows * H) return;
-  const int64_t r = idx / H, j = idx % H;
-  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  Cell::forward(j, H, gx + r * G * H, gh + r * G * H, h + r * H, c ? c + r * H : nullptr,
-                saved + r * S * H);
-  out[r * H + j] = h[r * H + j];
-}
-
-template <typename T, typename Cell>
-__global__ void backward_pointwise(int64_t rows, int64_t H, const T* __restrict__ saved_or_out,
-                                   PrevRows<T> h_prev_src, PrevRows<T> c_prev_src,
-                                   const T* __restrict__ gout, T* __restrict__ h_prev,
-                                   T* __restrict__ dh, T* __restrict__ dc, T* __restrict__ dgx,
-                                   T* __restrict__ dgh) {
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= rows * H) return;
-  const int64_t r = idx / H, j = idx % H;
-  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  const T* hp = h_prev_src.row(r);
-  h_prev[r * H + j] = hp[j];
-  dh[r * H + j] += gout[r * H + j];
-  const T* saved_r = S > 0 ? saved_or_out + r * S * H : saved_or_out + r * H;
-  Cell::backward(j, H, saved_r, hp, Cell::kHasCell ? c_prev_src.row(r) : nullptr, dh + r * H,
-                 dc ? dc + r * H : nullptr, dgx + r * G * H, dgh + r * G * H);
-}
-
-// C[rows, N] = (accumulate ? C : bias or 0) + A[rows, K] @ B[K, N] on raw device memory.
-template <typename T>
-void step_gemm(const at::Tensor& B, int64_t rows, const T* A, int64_t lda, T* C, int64_t ldc,
-               const at::Tensor& bias, bool accumulate) {
-  // target_device: without it from_blob asks the driver where the pointer lives
-  // (cudaPointerGetAttributes), twice per step on a path bound by host overhead.
-  auto wrap = [&](const T* p, int64_t cols, int64_t ld) {
-    return at::for_blob(const_cast<T*>(p), {rows, cols})
-        .strides({ld, 1})
-        .options(B.options())
-        .target_device(B.device())
-        .make_tensor();
-  };
-  at::Tensor a = wrap(A, B.size(0), lda);
-  at::Tensor c = wrap(C, B.size(1), ldc);
-  if (accumulate) {
-    c.addmm_(a, B);
-  } else if (bias.defined()) {
-    at::addmm_out(c, bias, a, B);
-  } else {
-    at::mm_out(c, a, B);
-  }
-}
-
-template <typename T, typename Cell>
-ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Tensor& input_proj,
-                           const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
-                           const at::Tensor& h0, const at::Tensor& c0, bool reverse,
-                           bool keep_workspace) {
-  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  const int64_t H = weight_hh.size(1), GH = G * H, T_ = steps.steps();
-  auto stream = at::cuda::getCurrentCUDAStream();
-
-  ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0, keep_workspace);
-  at::Tensor w_t = to_compute_dtype(weight_hh).t();  // [H, GH]
-
-  T* hp = buf.h.data_ptr<T>();
-  T* cp = Cell::kHasCell ? buf.c.data_ptr<T>() : nullptr;
-  T* gh = buf.gh.data_ptr<T>();
-  for (int64_t s = 0; s < T_; ++s) {
-    const int64_t t = reverse ? T_ - 1 - s : s;
-    const int64_t rows = steps.sizes[t], off = steps.offsets[t];
-    step_gemm<T>(w_t, rows, hp, H, gh, GH, buf.bias, false);
-    forward_pointwise<T, Cell><<<blocks_for(rows * H), kThreads, 0, stream>>>(
-        rows, H, buf.gx.const_data_ptr<T>() + off * GH, gh, hp, cp,
-        buf.output.data_ptr<T>() + off * H,
-        buf.workspace.data_ptr<T>() + buf.workspace_row(steps, t) * S * H);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  return buf.result();
-}
-
-template <typename T, typename Cell>
-BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
-                             const at::Tensor& grad_output, const at::Tensor& grad_h_n,
-                             const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
-                             const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& output,
-                             const at::Tensor& workspace, bool reverse) {
-  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  const int64_t H = weight_hh.size(1), GH = G * H, T_ = steps.steps();
-  auto stream = at::cuda::getCurrentCUDAStream();
-
-  BackwardBuffers buf(kind, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output,
-                      workspace);
-  const T* out = buf.output.const_data_ptr<T>();
-  const T* ws = buf.workspace.const_data_ptr<T>();
-  const T* c0p = Cell::kHasCell ? buf.c0.const_data_ptr<T>() : nullptr;
-  for (int64_t s = 0; s < T_; ++s) {
-    const int64_t t = reverse ? s : T_ - 1 - s;
-    const int64_t rows = steps.sizes[t], off = steps.offsets[t];
-    PrevRows<T> h_src = prev_rows(steps, reverse, t, out, H, buf.h0.const_data_ptr<T>(), H);
-    PrevRows<T> c_src = Cell::kHasCell ? prev_rows(steps, reverse, t, ws + 4 * H, S * H, c0p, H)
-                                       : PrevRows<T>{nullptr, 0, 0, nullptr, 0};
-    backward_pointwise<T, Cell><<<blocks_for(rows * H), kThreads, 0, stream>>>(
-        rows, H, S > 0 ? ws + off * S * H : out + off * H, h_src, c_src,
-        buf.grad_output.const_data_ptr<T>() + off * H, buf.h_prev.data_ptr<T>() + off * H,
-        buf.dh.data_ptr<T>(), Cell::kHasCell ? buf.dc.data_ptr<T>() : nullptr,
-        buf.dgx.data_ptr<T>() + off * GH, buf.dgh.data_ptr<T>() + off * GH);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    step_gemm<T>(buf.weight_hh, rows, buf.dgh.data_ptr<T>() + off * GH, GH, buf.dh.data_ptr<T>(),
-                 H, at::Tensor(), Cell::kSeparateHiddenGrad);
-  }
-  return buf.finish();
-}
-
-}  // namespace
 
 ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
                                  const at::Tensor& input_proj, const at::Tensor& weight_hh,
@@ -178,9 +28,8 @@ ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
                               keep_workspace);
   }
   return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
-    return forward_impl<decltype(type_tag), decltype(cell)>(kind, steps, input_proj, weight_hh,
-                                                            bias_hh, h0, c0, reverse,
-                                                            keep_workspace);
+    return per_step::forward_impl<decltype(type_tag), decltype(cell)>(
+        kind, steps, input_proj, weight_hh, bias_hh, h0, c0, reverse, keep_workspace);
   });
 }
 
@@ -197,7 +46,7 @@ BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
                                output, workspace, reverse);
   }
   return with_types(kind, output.scalar_type(), [&](auto type_tag, auto cell) {
-    return backward_impl<decltype(type_tag), decltype(cell)>(
+    return per_step::backward_impl<decltype(type_tag), decltype(cell)>(
         kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output, workspace,
         reverse);
   });
