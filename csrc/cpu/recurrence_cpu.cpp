@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../cell_math.h"
+#include "../raw_gemm.h"
 #include "../recurrence.h"
 #include "small_gemm.h"
 
@@ -68,16 +69,7 @@ class StepGemm {
   // All M rows through BLAS.
   void blas(int64_t M, const T* A, int64_t lda, T* C, int64_t ldc, const at::Tensor& bias,
             bool accumulate) const {
-    auto opts = B_.options();
-    at::Tensor a = at::from_blob(const_cast<T*>(A), {M, K_}, {lda, 1}, opts);
-    at::Tensor c = at::from_blob(C, {M, N_}, {ldc, 1}, opts);
-    if (accumulate) {
-      c.addmm_(a, B_);
-    } else if (bias.defined()) {
-      at::addmm_out(c, bias, a, B_);
-    } else {
-      at::mm_out(c, a, B_);
-    }
+    raw_gemm<T>(B_, M, A, lda, C, ldc, bias, accumulate);
   }
 
  private:

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "../cell_math.h"
+#include "../raw_gemm.h"
 #include "../recurrence.h"
 
 namespace fastrnn {
@@ -88,30 +89,6 @@ __global__ void backward_pointwise(int64_t rows, int64_t H, const T* __restrict_
                  dc ? dc + r * H : nullptr, dgx + r * G * H, dgh + r * G * H);
 }
 
-// C[rows, N] = (accumulate ? C : bias or 0) + A[rows, K] @ B[K, N] on raw device memory.
-template <typename T>
-void step_gemm(const at::Tensor& B, int64_t rows, const T* A, int64_t lda, T* C, int64_t ldc,
-               const at::Tensor& bias, bool accumulate) {
-  // target_device: without it from_blob asks the driver where the pointer lives
-  // (cudaPointerGetAttributes), twice per step on a path bound by host overhead.
-  auto wrap = [&](const T* p, int64_t cols, int64_t ld) {
-    return at::for_blob(const_cast<T*>(p), {rows, cols})
-        .strides({ld, 1})
-        .options(B.options())
-        .target_device(B.device())
-        .make_tensor();
-  };
-  at::Tensor a = wrap(A, B.size(0), lda);
-  at::Tensor c = wrap(C, B.size(1), ldc);
-  if (accumulate) {
-    c.addmm_(a, B);
-  } else if (bias.defined()) {
-    at::addmm_out(c, bias, a, B);
-  } else {
-    at::mm_out(c, a, B);
-  }
-}
-
 template <typename T, typename Cell>
 ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Tensor& input_proj,
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
@@ -129,7 +106,7 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
   for (int64_t s = 0; s < T_; ++s) {
     const int64_t t = reverse ? T_ - 1 - s : s;
     const int64_t rows = steps.sizes[t], off = steps.offsets[t];
-    step_gemm<T>(w_t, rows, hp, H, gh, GH, buf.bias, false);
+    raw_gemm<T>(w_t, rows, hp, H, gh, GH, buf.bias, false);
     launch(forward_pointwise<T, Cell>, blocks_for(rows * H), kThreads,
         rows, H, buf.gx.const_data_ptr<T>() + off * GH, gh, hp, cp,
         buf.output.data_ptr<T>() + off * H,
@@ -163,8 +140,8 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
         buf.grad_output.const_data_ptr<T>() + off * H, buf.h_prev.data_ptr<T>() + off * H,
         buf.dh.data_ptr<T>(), Cell::kHasCell ? buf.dc.data_ptr<T>() : nullptr,
         buf.dgx.data_ptr<T>() + off * GH, buf.dgh.data_ptr<T>() + off * GH);
-    step_gemm<T>(buf.weight_hh, rows, buf.dgh.data_ptr<T>() + off * GH, GH, buf.dh.data_ptr<T>(),
-                 H, at::Tensor(), Cell::kSeparateHiddenGrad);
+    raw_gemm<T>(buf.weight_hh, rows, buf.dgh.data_ptr<T>() + off * GH, GH, buf.dh.data_ptr<T>(),
+                H, at::Tensor(), Cell::kSeparateHiddenGrad);
   }
   return buf.finish();
 }
