@@ -24,7 +24,10 @@ namespace fastrnn {
 // double keeps libm: it serves gradcheck and 1e-10 comparisons, not speed.
 
 C10_HOST_DEVICE inline float fast_exp(float x) {
-  // Clamp so that 2^n stays a normal float; written so that NaN passes through.
+  // Clamp so that 2^n stays a normal float; written so that NaN passes through. Beyond
+  // the clamp the result is expf's overflow (inf) or underflow (0, not the smallest normal:
+  // sigmoid(-100) must be 0, and inf * sigmoid(-inf) NaN, as in torch).
+  const float in = x;
   x = x > 88.3762626647949f ? 88.3762626647949f : x;
   x = x < -87.3365447504f ? -87.3365447504f : x;
   // n = round(x / ln 2) by the 1.5 * 2^23 trick (floorf does not vectorise).
@@ -46,7 +49,9 @@ C10_HOST_DEVICE inline float fast_exp(float x) {
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
 #endif
-  return y * scale;
+  float result = y * scale;
+  result = in > 88.3762626647949f ? __builtin_huge_valf() : result;
+  return in < -87.3365447504f ? 0.0f : result;
 }
 
 C10_HOST_DEVICE inline float sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
@@ -175,7 +180,8 @@ struct RNNCell {
                                               const T* /*h_prev*/, const T* /*c_prev*/,
                                               T* dh, T* /*dc*/, T* dgx, T* /*dgh*/) {
     T hy = h_out[j];
-    T d = Relu ? (hy > T(0) ? dh[j] : T(0)) : dh[j] * (T(1) - hy * hy);
+    // relu: torch's threshold_backward (out <= 0 ? 0 : grad), so a NaN output passes grad.
+    T d = Relu ? (hy <= T(0) ? T(0) : dh[j]) : dh[j] * (T(1) - hy * hy);
     dgx[j] = d;
     dh[j] = T(0);
   }

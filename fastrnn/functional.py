@@ -4,7 +4,7 @@ Everything here works in the packed layout: ``data`` is ``[total_tokens, feature
 with the ``batch_sizes`` of a PackedSequence. A padded time-major batch ``[T, B, F]``
 is the same layout with ``batch_sizes = [B] * T``, so it needs no special path.
 """
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.autograd.forward_ad as forward_ad
@@ -40,21 +40,27 @@ def _first_tokens(batch_sizes: Tensor, batch: int, reverse: bool) -> Tensor:
     return offsets[lengths - 1] + rows
 
 
-def _projected_lstm(project: Callable[[], Tensor], batch_sizes: Tensor, weight_hh: Tensor,
-                    bias_hh: Optional[Tensor], weight_hr: Tensor, h0: Tensor, c0: Tensor,
-                    reverse: bool, recurrence):
+def _shifted_projection(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor],
+                        first: Tensor, start: Tensor) -> Tensor:
+    """The input projection with ``start`` (h0's share of the gates) added at each row's
+    first token (``first``)."""
+    return ops.input_projection(data, weight_ih, bias_ih).index_add(0, first, start)
+
+
+def _projected_lstm(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor],
+                    batch_sizes: Tensor, weight_hh: Tensor, bias_hh: Optional[Tensor],
+                    weight_hr: Tensor, h0: Tensor, c0: Tensor, reverse: bool, recurrence):
     """LSTM with projections (torch.nn's proj_size) on the plain LSTM recurrence.
 
     With m = o * tanh(c), torch.nn's state is h = m @ W_hr^T, so a step's gates are
     proj + h_prev @ W_hh^T = proj + m_prev @ (W_hh @ W_hr)^T: the recurrence is a plain
     LSTM over m with weight_hh = W_hh @ W_hr, whose outputs and final state are then
     projected by one GEMM each. h0 enters only at each row's first step, so it is added
-    to the input projection there and m starts at zero. ``project()`` computes the input
-    projection (again, for double backward)."""
+    to the input projection there and m starts at zero."""
     first = _first_tokens(batch_sizes, h0.shape[0], reverse).to(h0.device)
     start = h0.matmul(weight_hh.t())
-    shifted = ops.recomputable(project().index_add(0, first, start),
-                               lambda: project().index_add(0, first, start))
+    args = (data, weight_ih, bias_ih, first, start)
+    shifted = ops.recomputable(_shifted_projection(*args), _shifted_projection, *args)
     m0 = h0.new_zeros(h0.shape[0], weight_hr.shape[1])
     m, m_n, c_n = recurrence(shifted, batch_sizes, weight_hh.matmul(weight_hr), bias_hh, m0, c0,
                              reverse)
@@ -73,10 +79,8 @@ def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[O
         def recurrence(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse):
             return (*getattr(ops, cell)(proj, batch_sizes, weight_hh, bias_hh, h0, reverse), None)
     if weight_hr is not None:
-        def project():
-            return ops.input_projection(data, weight_ih, bias_ih)
-        return _projected_lstm(project, batch_sizes, weight_hh, bias_hh, weight_hr, h0, c0,
-                               reverse, recurrence)
+        return _projected_lstm(data, weight_ih, bias_ih, batch_sizes, weight_hh, bias_hh,
+                               weight_hr, h0, c0, reverse, recurrence)
     return recurrence(ops.input_projection(data, weight_ih, bias_ih), batch_sizes, weight_hh,
                       bias_hh, h0, c0, reverse)
 

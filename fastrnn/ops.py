@@ -97,22 +97,25 @@ def _project(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor]) -> Tens
     return torch.addmm(bias_ih, data, weight_ih.t())
 
 
-def recomputable(input_proj: Tensor, recompute: Callable[[], Tensor]) -> Tensor:
-    """Marks ``input_proj`` as recomputable by ``recompute()`` (from tensors autograd keeps
-    anyway), which double backward through the op needs: the op saves only the
-    recurrence's own results, and keeping ``input_proj`` alive for that rare case would
-    cost G*H values per token. Returns ``input_proj``."""
+def recomputable(input_proj: Tensor, recompute: Callable[..., Tensor], *tensors: Optional[Tensor]
+                 ) -> Tensor:
+    """Marks ``input_proj`` as recomputable by ``recompute(*tensors)``, which double
+    backward through the op needs: the op saves only the recurrence's own results, and
+    keeping ``input_proj`` alive for that rare case would cost G*H values per token. The op
+    saves ``tensors`` with its saved tensors (so autograd frees them after backward, as any
+    other; they are tensors autograd keeps anyway, e.g. the layer input the projection's
+    matmul saves) and keeps ``recompute``, which must hold no tensors itself. Returns
+    ``input_proj``."""
     # Also when input_proj itself needs no gradient: h0 or weight_hh may.
     if torch.is_grad_enabled() and not torch.compiler.is_compiling():
-        input_proj._fastrnn_recompute = recompute
+        input_proj._fastrnn_recompute = (recompute, tensors)
     return input_proj
 
 
 def input_projection(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor]) -> Tensor:
     """``data @ weight_ih.T + bias_ih``, the ``input_proj`` of the ops for a layer input,
     recomputable for double backward."""
-    return recomputable(_project(data, weight_ih, bias_ih),
-                        lambda: _project(data, weight_ih, bias_ih))
+    return recomputable(_project(data, weight_ih, bias_ih), _project, data, weight_ih, bias_ih)
 
 
 def _workspace_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -146,6 +149,10 @@ def _check_batch_sizes(batch_sizes: Optional[Tensor], data: Tensor) -> None:
         + (f"one on {batch_sizes.device}" if isinstance(batch_sizes, Tensor)
            else type(batch_sizes).__name__),
     )
+
+
+# Tensors every forward op saves: batch_sizes, weight_hh, h0[, c0], output, workspace.
+_OWN_SAVED = {cell: 6 if has_cell else 5 for cell, (_, _, has_cell) in CELLS.items()}
 
 
 def _register(cell: str) -> None:
@@ -217,17 +224,19 @@ def _register(cell: str) -> None:
         torch._check(keep_workspace, lambda: f"fastrnn: {cell}_forward with keep_workspace=False "
                      "cannot be differentiated (its inputs require grad): pass True")
         ctx.has_bias = bias_hh is not None
-        # Only for double backward (see _backward_by_recomputation and recomputable).
-        ctx.recompute = getattr(input_proj, "_fastrnn_recompute", None)
-        ctx.bias_hh = bias_hh if ctx.recompute is not None else None
+        # Only for double backward (see _backward_by_recomputation and recomputable): the
+        # recompute function, and after the op's own saved tensors bias_hh and its arguments.
+        recompute, recompute_args = getattr(input_proj, "_fastrnn_recompute", (None, ()))
+        ctx.recompute = recompute
+        extra = () if recompute is None else (bias_hh, *recompute_args)
         out, workspace = output[0], output[-1]
         saved_states = (h0, c0) if has_cell else (h0,)
-        ctx.save_for_backward(batch_sizes, weight_hh, *saved_states, out, workspace)
+        ctx.save_for_backward(batch_sizes, weight_hh, *saved_states, out, workspace, *extra)
 
     def backward(ctx, *grads):
         if torch.is_grad_enabled() and ctx.recompute is not None:  # create_graph=True
             return _backward_by_recomputation(cell, ctx, grads)
-        batch_sizes, weight_hh, *states, out, workspace = ctx.saved_tensors
+        batch_sizes, weight_hh, *states, out, workspace = ctx.saved_tensors[:_OWN_SAVED[cell]]
         grad_output, grad_h_n = grads[0], grads[1]
         grad_output = torch.zeros_like(out) if grad_output is None else grad_output
         grad_h_n = torch.zeros_like(states[0]) if grad_h_n is None else grad_h_n
@@ -269,15 +278,17 @@ def _backward_by_recomputation(cell: str, ctx, grads):
     recomputed in plain torch ops (fastrnn.reference) and differentiated with
     create_graph=True. Exact, but as slow as torch.nn's unfused packed path."""
     has_cell = CELLS[cell][2]
-    batch_sizes, weight_hh, *states, _, _ = ctx.saved_tensors
+    saved = ctx.saved_tensors
+    batch_sizes, weight_hh, *states, _, _ = saved[:_OWN_SAVED[cell]]
+    bias_hh, *recompute_args = saved[_OWN_SAVED[cell]:]
     h0, c0 = states[0], (states[1] if has_cell else None)
     device = weight_hh.device.type
     with torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext():
-        proj = ctx.recompute()
-        results = reference.direction(cell, proj, batch_sizes, weight_hh, ctx.bias_hh, h0, c0,
+        proj = ctx.recompute(*recompute_args)
+        results = reference.direction(cell, proj, batch_sizes, weight_hh, bias_hh, h0, c0,
                                       ctx.reverse)
     # The op's differentiable inputs, in the order of its schema after batch_sizes.
-    inputs = [proj, weight_hh, ctx.bias_hh, h0] + ([c0] if has_cell else [])
+    inputs = [proj, weight_hh, bias_hh, h0] + ([c0] if has_cell else [])
     needs = [ctx.needs_input_grad[0]] + list(ctx.needs_input_grad[2:len(inputs) + 1])
     wanted = [i for i, t in enumerate(inputs) if needs[i] and t is not None and t.requires_grad]
     pairs = [(r, g) for r, g in zip(results, grads) if r is not None and g is not None]

@@ -1,8 +1,10 @@
 """fastrnn.LSTM/GRU/RNN against torch.nn across the interface."""
 import copy
+import gc
 import io
 import random
 import warnings
+import weakref
 
 import pytest
 import torch
@@ -234,6 +236,55 @@ def test_parameters_changed_after_construction_raise_like_torch(cell):
             assert errors == [None, RuntimeError]
         else:
             assert errors[1] is errors[0] is not None, (change, errors)
+
+
+@pytest.mark.parametrize("cell,kwargs", [("lstm", {}), ("lstm", {"proj_size": 2}), ("gru", {}),
+                                         ("rnn_tanh", {"bidirectional": True})])
+def test_backward_frees_what_was_saved_like_torch(cell, kwargs):
+    # A graph that outlives backward (losses.append(loss)) must not keep activations: the
+    # tensors kept for double backward used to live on in a closure.
+    _, ours = make_pair(cell, 3, 4, num_layers=2, **kwargs)
+    x = torch.randn(5, 2, 3)
+    keep = {id(p) for p in ours.parameters()} | {id(x)}
+    saved = []
+
+    def pack(t):
+        if id(t) not in keep:
+            saved.append(weakref.ref(t))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = ours(x)[0].sum()
+    assert saved
+    loss.backward()
+    gc.collect()
+    alive = [r() for r in saved if r() is not None]
+    assert not alive, [tuple(t.shape) for t in alive]
+
+
+@pytest.mark.parametrize("cell", list(PAIRS))
+@pytest.mark.parametrize("special", [1e3, -1e3, float("inf"), -float("inf"), float("nan")])
+def test_extreme_and_non_finite_inputs_match_torch(cell, special):
+    # Saturated gates are exactly 0/1 (fastrnn's float32 exp used to stop at the smallest
+    # normal float), so inf/NaN reach the same outputs and gradients as in torch.nn; a NaN
+    # relu output passes its gradient, as torch's threshold_backward does.
+    ref, ours = make_pair(cell, 3, 4, num_layers=2)
+    x = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0)) * 3
+    x[1, 0, 1] = special
+    results = []
+    for module in (ref, ours):
+        x_ = x.clone().requires_grad_()
+        out, _ = module(x_)
+        results.append([out, *torch.autograd.grad(out.sum(), [x_, *module.parameters()])])
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, **TOL[torch.float32], equal_nan=True)
+
+
+def test_saturated_gate_is_exactly_zero():
+    # z = sigmoid(-200) must be 0, not 6e-39: times an h of 1e36 that is not negligible.
+    out, _ = fastrnn.gru(torch.tensor([[0.0, -200.0, 0.0]]), torch.tensor([1]),
+                         torch.zeros(3, 1), None, torch.tensor([[1e36]]))
+    assert out.item() == 0.0
 
 
 @pytest.mark.parametrize("cell", list(PAIRS))
