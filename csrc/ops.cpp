@@ -13,11 +13,21 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <initializer_list>
+#include <utility>
+
 #include "recurrence.h"
 
 namespace fastrnn {
 
 namespace {
+
+// A required tensor passed as None from Python arrives undefined.
+void check_defined(std::initializer_list<std::pair<const at::Tensor*, const char*>> tensors) {
+  for (const auto& [t, name] : tensors) {
+    TORCH_CHECK(t->defined(), "fastrnn: ", name, " must be a tensor, got None");
+  }
+}
 
 void check_floating(const at::Tensor& t, const char* name) {
   auto dtype = t.scalar_type();
@@ -45,6 +55,9 @@ PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
                                const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
                                const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
                                const at::Tensor* c0) {
+  check_defined({{&input_proj, "input_proj"}, {&batch_sizes, "batch_sizes"},
+                 {&weight_hh, "weight_hh"}, {&h0, "h0"}});
+  if (c0) check_defined({{c0, "c0"}});
   const int64_t G = gate_count(kind);
   check_floating(weight_hh, "weight_hh");
   TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
@@ -69,7 +82,7 @@ PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
     check_like(*c0, "c0", weight_hh);
     check_shape(*c0, "c0", {batch, H}, "the shape of h0: batch, hidden_size");
   }
-  return read_batch_sizes(batch_sizes, batch, input_proj.size(0));
+  return read_batch_sizes(batch_sizes, batch, input_proj.size(0), "input_proj");
 }
 
 PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
@@ -77,6 +90,10 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
                                 const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
                                 const at::Tensor& h0, const at::Tensor* c0,
                                 const at::Tensor& output, const at::Tensor& workspace) {
+  check_defined({{&grad_output, "grad_output"}, {&grad_h_n, "grad_h_n"},
+                 {&batch_sizes, "batch_sizes"}, {&weight_hh, "weight_hh"}, {&h0, "h0"},
+                 {&output, "output"}, {&workspace, "workspace"}});
+  if (c0) check_defined({{c0, "c0"}, {grad_c_n, "grad_c_n"}});
   const int64_t G = gate_count(kind);
   check_floating(weight_hh, "weight_hh");
   TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
@@ -114,7 +131,7 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
     TORCH_CHECK(workspace.scalar_type() == ws_dtype, "fastrnn: workspace must have dtype ",
                 ws_dtype, " (as returned by the forward op), got ", workspace.scalar_type());
   }
-  return read_batch_sizes(batch_sizes, batch, N);
+  return read_batch_sizes(batch_sizes, batch, N, "output");
 }
 
 namespace {

@@ -15,7 +15,8 @@ const char* cell_name(CellKind kind) {
   }
 }
 
-PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64_t total_tokens) {
+PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64_t total_tokens,
+                             const char* tokens_name) {
   TORCH_CHECK(batch_sizes.defined(), "fastrnn: batch_sizes must be a 1-D int64 tensor on the "
               "CPU (as in PackedSequence), got None");
   TORCH_CHECK(batch_sizes.device().is_cpu() && batch_sizes.scalar_type() == at::kLong &&
@@ -44,7 +45,7 @@ PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64
               "fastrnn: batch_sizes[0] = ", steps ? sizes[0] : 0,
               " must equal the batch size h0.size(0) = ", batch);
   TORCH_CHECK(total == total_tokens, "fastrnn: batch_sizes sum to ", total,
-              " but input_proj has ", total_tokens, " rows (one per token)");
+              " but ", tokens_name, " has ", total_tokens, " rows (one per token)");
   return out;
 }
 

@@ -46,8 +46,10 @@ struct PackedSteps {
 };
 
 // Validates batch_sizes (1-D int64 on the CPU, every entry in [1, batch],
-// non-increasing, first == batch, summing to total_tokens) and returns them.
-PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64_t total_tokens);
+// non-increasing, first == batch, summing to total_tokens, the rows of the tensor named
+// tokens_name) and returns them.
+PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64_t total_tokens,
+                             const char* tokens_name);
 
 // Argument checks of the forward ops; `c0` only for LSTM. Returns the steps.
 PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,

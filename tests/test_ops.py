@@ -306,6 +306,39 @@ def test_bad_input_is_a_clear_error(name, args, message):
         fastrnn.lstm(*args)
 
 
+FORWARD_NAMES = ["input_proj", "batch_sizes", "weight_hh", "bias_hh", "h0", "c0"]
+BACKWARD_NAMES = ["grad_output", "grad_h_n", "grad_c_n", "batch_sizes", "weight_hh", "h0", "c0",
+                  "output", "workspace"]
+
+
+@pytest.mark.parametrize("name", [n for n in FORWARD_NAMES if n != "bias_hh"])
+def test_none_for_a_required_tensor_of_the_forward_op_is_named(name):
+    args = op_args("lstm", dtype=torch.float32, requires_grad=False)
+    args[FORWARD_NAMES.index(name)] = None
+    with pytest.raises(RuntimeError, match=f"{name} must be a tensor, got None"):
+        torch.ops.fastrnn.lstm_forward.default(*args, False)
+
+
+@pytest.mark.parametrize("name", BACKWARD_NAMES)
+def test_none_for_a_required_tensor_of_the_backward_op_is_named(name):
+    proj, bs, w, b, h0, c0 = op_args("lstm", dtype=torch.float32, requires_grad=False)
+    out, h_n, c_n, ws = torch.ops.fastrnn.lstm_forward.default(proj, bs, w, b, h0, c0, False)
+    args = [torch.ones_like(out), torch.ones_like(h_n), torch.ones_like(c_n), bs, w, h0, c0, out,
+            ws]
+    args[BACKWARD_NAMES.index(name)] = None
+    with pytest.raises(RuntimeError, match=f"{name} must be a tensor, got None"):
+        torch.ops.fastrnn.lstm_backward.default(*args, False)
+
+
+def test_backward_op_names_output_when_batch_sizes_do_not_match_it():
+    proj, bs, w, b, h0, c0 = op_args("lstm", dtype=torch.float32, requires_grad=False)
+    out, h_n, c_n, ws = torch.ops.fastrnn.lstm_forward.default(proj, bs, w, b, h0, c0, False)
+    short = torch.tensor([4, 3, 3], dtype=torch.int64)
+    with pytest.raises(RuntimeError, match="but output has 11 rows"):
+        torch.ops.fastrnn.lstm_backward.default(torch.ones_like(out), h_n, c_n, short, w, h0, c0,
+                                                out, ws, False)
+
+
 def test_bad_input_meta_device_batch_sizes():
     proj, bs, w, b, h0, c0 = op_args("lstm", dtype=torch.float32, requires_grad=False)
     with pytest.raises(RuntimeError, match="batch_sizes must be a 1-D int64 tensor on the CPU"):

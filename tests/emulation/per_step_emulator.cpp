@@ -46,7 +46,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
     const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
     const at::Tensor& c0, bool reverse, bool keep_workspace) {
   const CellKind kind = cell_kind(cell);
-  const PackedSteps steps = read_batch_sizes(batch_sizes, h0.size(0), input_proj.size(0));
+  const PackedSteps steps =
+      read_batch_sizes(batch_sizes, h0.size(0), input_proj.size(0), "input_proj");
   ForwardResult r = with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell_tag) {
     return cuda::per_step::forward_impl<decltype(type_tag), decltype(cell_tag)>(
         kind, steps, input_proj, weight_hh, bias_hh, h0, c0, reverse, keep_workspace);
@@ -60,7 +61,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& output,
     const at::Tensor& workspace, bool reverse) {
   const CellKind kind = cell_kind(cell);
-  const PackedSteps steps = read_batch_sizes(batch_sizes, h0.size(0), output.size(0));
+  const PackedSteps steps =
+      read_batch_sizes(batch_sizes, h0.size(0), output.size(0), "output");
   BackwardResult r = with_types(kind, output.scalar_type(), [&](auto type_tag, auto cell_tag) {
     return cuda::per_step::backward_impl<decltype(type_tag), decltype(cell_tag)>(
         kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output, workspace,
