@@ -70,7 +70,9 @@ def measure(cell, shape, layout, seed=0):
     x = torch.randn(int(lengths.max()), cfg["batch"], cfg["input_size"], requires_grad=True)
     packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
     tokens = packed.data.shape[0]
-    row = dict(cell=cell, shape=shape, layout=layout, tokens=tokens, steps=int(lengths.max()))
+    bias_bytes = sum(p.nbytes for n, p in ours.named_parameters() if n.startswith("bias"))
+    row = dict(cell=cell, shape=shape, layout=layout, tokens=tokens, steps=int(lengths.max()),
+               bias_bytes=bias_bytes)
     for name, module in (("torch", ref), ("fastrnn", ours)):
         total, activations = saved_bytes(module, packed)
         row[f"{name}_total_per_token"] = total / tokens
