@@ -260,9 +260,9 @@ class LSTM(_FusedRNNBase):
     _INFERENCE_TORCH_FROM_WEIGHT_BYTES = 1 << 20
 
     def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
-        # Under torch.compile the fused ops stay (torch.nn.LSTM's would break the graph), and
-        # under autocast (not measured there).
-        # Nor in a torch.jit.trace, whose graph must not depend on the grad mode.
+        # The fused ops stay under torch.compile (torch.nn.LSTM's would break the graph), under
+        # autocast (not measured there) and in a torch.jit.trace (whose graph must not depend
+        # on the grad mode).
         if (input.device.type != "cpu" or torch.compiler.is_compiling()
                 or torch._C._is_any_autocast_enabled() or torch.jit.is_tracing()):
             return False
@@ -324,14 +324,14 @@ class RNN(_SingleStateMixin, _FusedRNNBase):
 
 
 _TORCH_TO_FASTRNN = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN}
+_FASTRNN_TO_TORCH = {v: k for k, v in _TORCH_TO_FASTRNN.items()}
 
 # help(fastrnn.LSTM) & co. show torch.nn's documentation of the arguments, inputs and
 # outputs, which are the same.
-for _ours, _theirs in ((LSTM, nn.LSTM), (GRU, nn.GRU), (RNN, nn.RNN)):
+for _theirs, _ours in _TORCH_TO_FASTRNN.items():
     _ours.__doc__ = (f"{_ours.__doc__}\n\ntorch.nn.{_theirs.__name__}'s documentation:\n\n"
                      f"{_theirs.__doc__}")
 del _ours, _theirs
-_FASTRNN_TO_TORCH = {v: k for k, v in _TORCH_TO_FASTRNN.items()}
 
 
 def _constructor_args(module: nn.RNNBase) -> dict:
