@@ -1,6 +1,8 @@
 """The CUDA kernels against torch.nn (cuDNN on and off), against the CPU kernels, and
 gradcheck, with each CUDA path (persistent, per-step) forced in turn through
 FASTRNN_CUDA_PATH. Skipped without a GPU."""
+import copy
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -242,9 +244,8 @@ def test_cuda_module_matches_torch_nn_multilayer(cell, cuda_path):
     torch.manual_seed(0)
     cls, extra = TORCH_CELLS[cell]
     ref = cls(8, 24, num_layers=3, bidirectional=True, batch_first=True, **extra).cuda().double()
-    ours = fastrnn.convert(ref).cuda().double() if hasattr(fastrnn, "convert") else None
-    if ours is None:
-        pytest.skip("fastrnn.convert is not available")
+    ours = fastrnn.convert(copy.deepcopy(ref))  # convert() works in place
+    assert type(ref) is cls
     x = torch.randn(5, 11, 8, device="cuda", dtype=torch.float64)
     lengths = torch.tensor([11, 4, 7, 1, 9])
     with cudnn_flags(True):
@@ -293,6 +294,29 @@ def test_cuda_lstm_projections_match_cudnn(dtype, cuda_path):
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
     for got, want in zip(results[1], results[0]):
         torch.testing.assert_close(got, want, **tol)
+
+
+@pytest.mark.parametrize("cell", ALL_CELLS)
+@pytest.mark.parametrize("cudnn", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_cuda_autocast_result_dtype_matches_torch_nn(cell, cudnn, dtype, cuda_path):
+    # cuDNN's autocast wrapper computes in float16 whatever autocast's dtype; without
+    # cuDNN torch.nn's cell ops follow autocast's dtype. fastrnn returns the same dtype.
+    torch.manual_seed(0)
+    cls, extra = TORCH_CELLS[cell]
+    ref = cls(8, 16, num_layers=2, **extra).cuda()
+    ours = fastrnn.convert(copy.deepcopy(ref))
+    x = torch.randn(6, 3, 8, device="cuda")
+    packed = pack_padded_sequence(x, torch.tensor([6, 2, 4]), enforce_sorted=False)
+    results = []
+    for module in (ref, ours):
+        with torch.backends.cudnn.flags(enabled=cudnn), torch.autocast("cuda", dtype=dtype):
+            for inp in (x, packed):
+                out, _ = module(inp)
+                results.append(out.data if inp is packed else out)
+    for got, want in zip(results[2:], results[:2]):
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=3e-2)
 
 
 @pytest.mark.parametrize("cell", ALL_CELLS)
