@@ -58,15 +58,24 @@ PrevRows<T> prev_rows(const PackedSteps& steps, bool reverse, int64_t t, const T
 }
 
 // One thread per (live row, hidden unit). Pointers are already offset to the step.
+// gh holds W_hh h; the thread adds bias_hh (if any) to its own unit of each gate here
+// rather than in the GEMM (ATen's addmm would copy the bias into gh first: one more
+// kernel launch per step).
 template <typename T, typename Cell>
 __global__ void forward_pointwise(int64_t rows, int64_t H, const T* __restrict__ gx,
-                                  const T* __restrict__ gh, T* __restrict__ h, T* __restrict__ c,
-                                  T* __restrict__ out, T* __restrict__ saved) {
+                                  T* __restrict__ gh, const T* __restrict__ bias,
+                                  T* __restrict__ h, T* __restrict__ c, T* __restrict__ out,
+                                  T* __restrict__ saved) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= rows * H) return;
   const int64_t r = idx / H, j = idx % H;
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  Cell::forward(j, H, gx + r * G * H, gh + r * G * H, h + r * H, c ? c + r * H : nullptr,
+  T* gh_r = gh + r * G * H;
+  if (bias) {
+#pragma unroll
+    for (int64_t g = 0; g < G; ++g) gh_r[g * H + j] += bias[g * H + j];
+  }
+  Cell::forward(j, H, gx + r * G * H, gh_r, h + r * H, c ? c + r * H : nullptr,
                 saved + r * S * H);
   out[r * H + j] = h[r * H + j];
 }
@@ -103,12 +112,13 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
   T* hp = buf.h.data_ptr<T>();
   T* cp = Cell::kHasCell ? buf.c.data_ptr<T>() : nullptr;
   T* gh = buf.gh.data_ptr<T>();
+  const T* bias = buf.bias.defined() ? buf.bias.const_data_ptr<T>() : nullptr;
   for (int64_t s = 0; s < T_; ++s) {
     const int64_t t = reverse ? T_ - 1 - s : s;
     const int64_t rows = steps.sizes[t], off = steps.offsets[t];
-    raw_gemm<T>(w_t, rows, hp, H, gh, GH, buf.bias, false);
+    raw_gemm<T>(w_t, rows, hp, H, gh, GH, at::Tensor(), false);
     launch(forward_pointwise<T, Cell>, blocks_for(rows * H), kThreads,
-        rows, H, buf.gx.const_data_ptr<T>() + off * GH, gh, hp, cp,
+        rows, H, buf.gx.const_data_ptr<T>() + off * GH, gh, bias, hp, cp,
         buf.output.data_ptr<T>() + off * H,
         buf.workspace.data_ptr<T>() + buf.workspace_row(steps, t) * S * H);
   }
