@@ -10,7 +10,8 @@ Rows, float32, forward alone and forward+backward, each timed as a median:
 lstm_proj (LSTM with proj_size = hidden/4) compares the modules at both levels ("layer"
 = 1 layer, 1 direction), since the op alone has no projection.
 Shapes: agnews = batch 16, input 64, hidden 32; large = batch 64, input 512, hidden 512;
-lengths drawn from real AG News rows (../shared/data/ag_news/test.csv).
+lengths drawn from real AG News rows (../shared/data/ag_news/test.csv, else the committed
+histogram of the same rows, benchmarks/agnews_test_lengths.json).
 """
 import argparse
 import json
@@ -24,7 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fastrnn  # noqa: E402
-from agnews_lengths import agnews_lengths, sample_lengths  # noqa: E402
+from agnews_lengths import length_population, sample_lengths  # noqa: E402
 
 SHAPES = {
     "agnews": dict(batch=16, input_size=64, hidden_size=32),
@@ -94,7 +95,7 @@ def median_ms(fn, min_run_time):
 
 
 def run(shapes, cells, levels, min_run_time, seed=0):
-    population = agnews_lengths()
+    population, _ = length_population()
     results = []
     for shape in shapes:
         cfg = SHAPES[shape]

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import sys
+import time
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -59,12 +60,13 @@ def saved_bytes(module, packed):
     return total, activations
 
 
-def measure(cell, shape, layout, seed=0):
+def measure(cell, shape, layout, seed=0, proj_size=0):
     cfg = SHAPES[shape]
     ref_cls, fast_cls = CLASSES[cell]
     torch.manual_seed(seed)
-    ref = ref_cls(cfg["input_size"], cfg["hidden_size"], **LAYOUTS[layout])
-    ours = fast_cls(cfg["input_size"], cfg["hidden_size"], **LAYOUTS[layout])
+    extra = dict(proj_size=proj_size) if proj_size else {}
+    ref = ref_cls(cfg["input_size"], cfg["hidden_size"], **LAYOUTS[layout], **extra)
+    ours = fast_cls(cfg["input_size"], cfg["hidden_size"], **LAYOUTS[layout], **extra)
     ours.load_state_dict(ref.state_dict())
     lengths = lengths_for(cfg["batch"], seed)
     x = torch.randn(int(lengths.max()), cfg["batch"], cfg["input_size"], requires_grad=True)
@@ -72,7 +74,7 @@ def measure(cell, shape, layout, seed=0):
     tokens = packed.data.shape[0]
     bias_bytes = sum(p.nbytes for n, p in ours.named_parameters() if n.startswith("bias"))
     row = dict(cell=cell, shape=shape, layout=layout, tokens=tokens, steps=int(lengths.max()),
-               bias_bytes=bias_bytes)
+               bias_bytes=bias_bytes, proj_size=proj_size)
     for name, module in (("torch", ref), ("fastrnn", ours)):
         total, activations = saved_bytes(module, packed)
         row[f"{name}_total_per_token"] = total / tokens
@@ -83,6 +85,14 @@ def measure(cell, shape, layout, seed=0):
 def run(shapes=tuple(SHAPES), layouts=tuple(LAYOUTS), cells=tuple(CLASSES)):
     return [measure(cell, shape, layout) for shape in shapes for layout in layouts
             for cell in cells]
+
+
+def run_proj():
+    """LSTM with proj_size = hidden/4, one layer: fastrnn keeps the hidden-wide state m and
+    the 4H x H product weight W_hh @ W_hr (see README), so at large hidden/proj it keeps
+    more than torch.nn."""
+    return [measure("lstm", shape, "1x1", proj_size=SHAPES[shape]["hidden_size"] // 4)
+            for shape in SHAPES]
 
 
 HEADER = ("| shape | layers x directions | cell | tokens | torch.nn total | fastrnn total "
@@ -109,13 +119,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
-    rows = run()
+    rows, proj_rows = run(), run_proj()
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}")
     print_table(rows)
+    print("LSTM with proj_size = hidden_size / 4:")
+    print_table(proj_rows)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(torch=torch.__version__, python=platform.python_version(),
-                           rows=rows), f, indent=1)
+                           machine=platform.processor() or platform.machine(),
+                           date=time.strftime("%Y-%m-%d"), rows=rows, proj_rows=proj_rows),
+                      f, indent=1)
 
 
 if __name__ == "__main__":
