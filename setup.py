@@ -141,6 +141,7 @@ setup(
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     python_requires=">=3.9",
     install_requires=["torch>=2.4", "tqdm"],
-    extras_require={"plot": ["matplotlib"], "test": ["pytest", "hypothesis", "expecttest"]},
+    extras_require={"plot": ["matplotlib"],
+                    "test": ["pytest", "hypothesis", "expecttest", "numpy", "ninja"]},
     entry_points={"console_scripts": ["fastrnn-agnews = fastrnn.agnews.cli:main"]},
 )
