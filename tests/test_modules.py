@@ -52,16 +52,16 @@ def sample_configs(count, seed=0):
     return configs
 
 
-def build_input(layout, batch_first, dtype, input_size, gen):
+def build_input(layout, batch_first, dtype, input_size, gen, device="cpu"):
     """(module input, batch, time) for a layout; padded inputs require grad."""
     batch, steps = (1 if layout == "batch1" else 4), 5
     if layout == "unbatched":
-        x = torch.randn(steps, input_size, dtype=dtype, generator=gen, requires_grad=True)
-        return x, x, None
+        x = torch.randn(steps, input_size, dtype=dtype, generator=gen).to(device)
+        return x.requires_grad_(), x, None
     x = torch.randn(steps, batch, input_size, dtype=dtype, generator=gen)
     if batch_first:
         x = x.transpose(0, 1).contiguous()
-    x.requires_grad_()
+    x = x.to(device).requires_grad_()
     if layout == "padded":
         return x, x, batch
     lengths = {
@@ -86,9 +86,15 @@ def flat_outputs(output, hidden):
     return [out] + states
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA GPU"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("cfg", sample_configs(96), ids=lambda c: "-".join(
     f"{k}={v}" for k, v in c.items() if k not in ("dtype",)) + f"-{str(c['dtype'])[6:]}")
-def test_conformance_with_torch_nn(cfg):
+def test_conformance_with_torch_nn(cfg, device):
+    # On CUDA against torch.nn on CUDA (cuDNN, deterministic, no TF32).
     gen = torch.Generator().manual_seed(cfg["seed"])
     torch.manual_seed(cfg["seed"])
     input_size = 3
@@ -96,36 +102,42 @@ def test_conformance_with_torch_nn(cfg):
                           bias=cfg["bias"], batch_first=cfg["batch_first"],
                           bidirectional=cfg["bidirectional"], dtype=cfg["dtype"],
                           **({"proj_size": cfg["proj_size"]} if cfg["proj_size"] else {}))
-    inp, leaf, batch = build_input(cfg["layout"], cfg["batch_first"], cfg["dtype"], input_size, gen)
+    ref, ours = ref.to(device), ours.to(device)
+    inp, leaf, batch = build_input(cfg["layout"], cfg["batch_first"], cfg["dtype"], input_size, gen,
+                                   device)
     hx_leaves = []
     hx = None
     if cfg["with_hx"]:
         dirs = 2 if cfg["bidirectional"] else 1
         lead = (cfg["num_layers"] * dirs,) + (() if batch is None else (batch,))
         out_h = cfg["proj_size"] or cfg["hidden"]
-        h0 = torch.randn(*lead, out_h, dtype=cfg["dtype"], generator=gen, requires_grad=True)
+        h0 = torch.randn(*lead, out_h, dtype=cfg["dtype"], generator=gen).to(device)
+        h0.requires_grad_()
         hx_leaves.append(h0)
         hx = h0
         if cfg["cell"] == "lstm":
-            c0 = torch.randn(*lead, cfg["hidden"], dtype=cfg["dtype"], generator=gen,
-                             requires_grad=True)
+            c0 = torch.randn(*lead, cfg["hidden"], dtype=cfg["dtype"], generator=gen).to(device)
+            c0.requires_grad_()
             hx_leaves.append(c0)
             hx = (h0, c0)
 
     got = flat_outputs(*ours(inp, hx))
-    want = flat_outputs(*ref(inp, hx))
+    with torch.backends.cudnn.flags(enabled=True, deterministic=True, allow_tf32=False):
+        want = flat_outputs(*ref(inp, hx))
     tol = TOL[cfg["dtype"]]
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, **tol)
 
-    weights = [torch.randn(w.shape, dtype=w.dtype, generator=gen) for w in want]
+    weights = [torch.randn(w.shape, dtype=w.dtype, generator=gen).to(device) for w in want]
     leaves = [leaf] + hx_leaves
 
     def grads(module, outputs):
         loss = sum((o * w).sum() for o, w in zip(outputs, weights))
         return torch.autograd.grad(loss, leaves + list(module.parameters()), retain_graph=True)
 
-    for g, w in zip(grads(ours, got), grads(ref, want)):
+    with torch.backends.cudnn.flags(enabled=True, deterministic=True, allow_tf32=False):
+        want_grads = grads(ref, want)
+    for g, w in zip(grads(ours, got), want_grads):
         torch.testing.assert_close(g, w, **tol)
 
 
