@@ -44,7 +44,7 @@ def _shifted_projection(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tenso
                         first: Tensor, start: Tensor) -> Tensor:
     """The input projection with ``start`` (h0's share of the gates) added at each row's
     first token (``first``)."""
-    return ops.input_projection(data, weight_ih, bias_ih).index_add(0, first, start)
+    return ops._project(data, weight_ih, bias_ih).index_add(0, first, start)
 
 
 def _projected_lstm(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor],

@@ -158,8 +158,10 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
 
 // Blocks of this launch shape that one SM runs at once, for the forward and the backward
 // kernel alike (the smaller of the two).
-int resident_blocks(CellKind kind, int64_t weight_elem_size, int64_t elem_size, const Launch& L) {
-  return with_types(kind, elem_size == 8 ? at::kDouble : at::kFloat, [&](auto type_tag, auto cell) {
+int resident_blocks(CellKind kind, int64_t weight_elem_size, int64_t elem_size,
+                    const Launch& L) {
+  const at::ScalarType dtype = elem_size == 8 ? at::kDouble : at::kFloat;
+  return with_types(kind, dtype, [&](auto type_tag, auto cell) {
     using T = decltype(type_tag);
     auto count = [&](auto weight_tag) {
       using W = decltype(weight_tag);
@@ -173,10 +175,8 @@ int resident_blocks(CellKind kind, int64_t weight_elem_size, int64_t elem_size, 
           cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, backward, L.threads, L.smem));
       return std::min(f, b);
     };
-    if constexpr (std::is_same_v<T, float>) {
-      if (weight_elem_size == 2) return count(c10::Half());  // bfloat16 takes the same room
-    }
-    return count(type_tag);
+    // Only the weights' size matters here: bfloat16 takes the same room as float16.
+    return with_weight_type(type_tag, weight_elem_size == 2 ? at::kHalf : at::kFloat, count);
   });
 }
 
