@@ -79,12 +79,22 @@ def find_cuda_home():
 
 
 def want_cuda():
-    if os.environ.get("FASTRNN_CPU_ONLY", "0") == "1" or torch.version.cuda is None:
+    """The CUDA toolkit folder when the CUDA kernels are to be built, else None. Only a CUDA
+    build of torch can run them: with a CPU-only torch they are skipped whatever nvcc is
+    present, so nobody waits ~1.5 min for kernels that cannot run."""
+    if os.environ.get("FASTRNN_CPU_ONLY", "0") == "1":
+        print("fastrnn: FASTRNN_CPU_ONLY=1: building the CPU kernels only")
+        return None
+    if torch.version.cuda is None:
+        print(f"fastrnn: torch {torch.__version__} is a CPU-only build: building the CPU "
+              "kernels only")
         return None
     home = find_cuda_home()
     if home is None:
         print("fastrnn: torch is a CUDA build but nvcc was not found; building CPU only")
         return None
+    print(f"fastrnn: torch {torch.__version__} is a CUDA {torch.version.cuda} build and nvcc is "
+          f"in {home}: building the CUDA kernels too (FASTRNN_CPU_ONLY=1 skips them)")
     # torch.utils.cpp_extension reads CUDA_HOME when it is imported and when it builds;
     # point both at the toolkit found (nvcc on PATH may be a link outside it).
     import torch.utils.cpp_extension as cpp_extension
@@ -114,7 +124,8 @@ def extensions():
     # -fno-trapping-math lets GCC if-convert the branch-free activations and
     # vectorise the pointwise loops; it changes no result (FP traps are off anyway).
     cxx = opt + san + ["-fopenmp", "-fno-trapping-math"] + cpu_flags()
-    sources = ["csrc/ops.cpp", "csrc/recurrence.cpp", "csrc/cpu/recurrence_cpu.cpp"]
+    sources = ["csrc/ops.cpp", "csrc/recurrence.cpp", "csrc/build_info.cpp",
+               "csrc/cpu/recurrence_cpu.cpp"]
     kwargs = dict(extra_link_args=["-fopenmp"] + san, py_limited_api=False)
     if sanitize:
         print("fastrnn: FASTRNN_SANITIZE=1: ASan+UBSan build, CPU only")
@@ -124,7 +135,8 @@ def extensions():
         defines = ["-DFASTRNN_WITH_CUDA"]
         return [CUDAExtension(
             "fastrnn._C",
-            sources + ["csrc/cuda/recurrence_cuda.cu", "csrc/cuda/persistent.cu"],
+            sources + ["csrc/cuda/recurrence_cuda.cu", "csrc/cuda/persistent.cu",
+                       "csrc/cuda/path_info.cu"],
             include_dirs=nvidia_wheel_includes(),
             extra_compile_args={"cxx": cxx + defines, "nvcc": opt + defines},
             **kwargs,
@@ -132,9 +144,18 @@ def extensions():
     return [CppExtension("fastrnn._C", sources, extra_compile_args={"cxx": cxx}, **kwargs)]
 
 
+def version():
+    """fastrnn/__init__.py's __version__ (its one home)."""
+    with open(os.path.join(ROOT, "fastrnn", "__init__.py")) as f:
+        for line in f:
+            if line.startswith("__version__"):
+                return line.split("=", 1)[1].strip().strip('"')
+    raise RuntimeError("fastrnn/__init__.py has no __version__")
+
+
 setup(
     name="fastrnn",
-    version="0.1.0",
+    version=version(),
     description="Fused packed-sequence LSTM/GRU/RNN kernels for PyTorch",
     packages=find_packages(include=["fastrnn", "fastrnn.*"]),
     ext_modules=extensions(),

@@ -1,11 +1,11 @@
 """Drop-in replacements for torch.nn.LSTM, torch.nn.GRU and torch.nn.RNN.
 
-They are ``torch.nn.RNNBase`` modules (the base class of torch's own), so the
+They subclass torch.nn.LSTM/GRU/RNN, so ``isinstance(m, torch.nn.LSTM)`` holds and the
 constructor, argument validation, parameters and their names, initialisation,
 ``state_dict``, ``all_weights``, ``extra_repr`` and pickling are torch's. Only
-``forward`` differs: the recurrence runs through fastrnn's fused ops.
-They deliberately do not subclass torch.nn.LSTM/GRU/RNN: torch.compile refuses
-to trace those classes, and traces these without a graph break.
+``forward`` differs: the recurrence runs through fastrnn's fused ops (``repr`` says
+``fastrnn.LSTM(...)``). torch.compile, which refuses to trace torch.nn's RNN classes, is
+told that these are plain modules (fastrnn._compat) and traces them without a graph break.
 """
 from contextlib import nullcontext
 from typing import Optional, Tuple, Union
@@ -14,13 +14,18 @@ import torch
 from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from . import _compat
 from .functional import rnn_stack
 
 __all__ = ["LSTM", "GRU", "RNN", "convert", "to_torch"]
 
 
 class _FusedRNNBase(nn.RNNBase):
-    """forward() shared by the three modules; torch.nn's input handling, fastrnn's math."""
+    """forward() shared by the three modules; torch.nn's input handling, fastrnn's math.
+    Listed before torch.nn's class in each module's bases, so its methods win."""
+
+    def _get_name(self) -> str:
+        return f"fastrnn.{type(self).__name__}"
 
     def flatten_parameters(self) -> None:
         # cuDNN's flat weight buffer is never used by fastrnn.
@@ -205,18 +210,10 @@ class _SingleStateMixin:
                            dtype=input.dtype, device=input.device)
 
 
-class LSTM(_FusedRNNBase):
+class LSTM(_FusedRNNBase, nn.LSTM):
     """Drop-in torch.nn.LSTM (same arguments, parameters and results), fused on CPU and CUDA."""
 
     _BAD_RANK = "LSTM: Expected input to be 2D or 3D, got {}D instead"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__("LSTM", *args, **kwargs)
-
-    # torch.nn.LSTM's checks of (h, c), reused as they are.
-    get_expected_cell_size = nn.LSTM.get_expected_cell_size
-    check_forward_args = nn.LSTM.check_forward_args
-    permute_hidden = nn.LSTM.permute_hidden
 
     def _check_hx_structure(self, hx, packed):
         if isinstance(hx, Tensor):
@@ -287,44 +284,22 @@ class LSTM(_FusedRNNBase):
         return (hidden[0].squeeze(1), hidden[1].squeeze(1))
 
 
-class GRU(_SingleStateMixin, _FusedRNNBase):
+class GRU(_SingleStateMixin, _FusedRNNBase, nn.GRU):
     """Drop-in torch.nn.GRU (same arguments, parameters and results), fused on CPU and CUDA."""
 
     _BAD_RANK = "GRU: Expected input to be 2D or 3D, got {}D instead"
 
-    def __init__(self, *args, **kwargs):
-        if "proj_size" in kwargs:
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        super().__init__("GRU", *args, **kwargs)
 
-
-class RNN(_SingleStateMixin, _FusedRNNBase):
+class RNN(_SingleStateMixin, _FusedRNNBase, nn.RNN):
     """Drop-in torch.nn.RNN (tanh or relu; same arguments, parameters and results), fused on
     CPU and CUDA."""
 
     _BAD_RANK = "RNN: Expected input to be 2D or 3D, got {}D tensor instead"
 
-    def __init__(self, *args, **kwargs):
-        if "proj_size" in kwargs:
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if len(args) > 3:
-            self.nonlinearity = args[3]
-            args = args[:3] + args[4:]
-        else:
-            self.nonlinearity = kwargs.pop("nonlinearity", "tanh")
-        if self.nonlinearity == "tanh":
-            mode = "RNN_TANH"
-        elif self.nonlinearity == "relu":
-            mode = "RNN_RELU"
-        else:
-            raise ValueError(
-                f"Unknown nonlinearity '{self.nonlinearity}'. Select from 'tanh' or 'relu'."
-            )
-        super().__init__(mode, *args, **kwargs)
-
 
 _TORCH_TO_FASTRNN = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN}
 _FASTRNN_TO_TORCH = {v: k for k, v in _TORCH_TO_FASTRNN.items()}
+_compat.let_dynamo_trace(lambda: (_FusedRNNBase,))
 
 # help(fastrnn.LSTM) & co. show torch.nn's documentation of the arguments, inputs and
 # outputs, which are the same.

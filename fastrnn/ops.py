@@ -21,7 +21,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
-from . import _C  # noqa: F401  (loads the library: registers torch.ops.fastrnn.*)
+from ._extension import _C  # noqa: F401  (loads the library: registers torch.ops.fastrnn.*)
 from . import reference
 
 __all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "recomputable", "CELLS"]
