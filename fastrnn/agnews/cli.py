@@ -1,50 +1,231 @@
-"""``python -m fastrnn.agnews {train,compare,evaluate,predict}`` (console script: fastrnn-agnews)."""
+"""``python -m fastrnn.agnews {train,compare,evaluate,predict}`` (console script: fastrnn-agnews).
+
+Everything typed is checked before any data is read: numbers, the device (it
+must exist on this machine), paths that must exist, output paths, matplotlib for
+``--plot``. Every foreseeable failure (bad arguments, missing or malformed data,
+a bad checkpoint) ends in ``error: ...`` on stderr and exit status 2, without a
+traceback; Ctrl-C exits with 130.
+"""
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 
 import torch
 
-from .data import CLASSES, DataError, default_data_dir, ensure_files, read_csv
+from .data import (CLASSES, DIR_ENV, DataError, cache_data_dir, check_data_dir, ensure_files,
+                   read_csv)
 from .models import BACKENDS, MODELS
-from .training import (EncodedRows, TrainConfig, evaluate, load_checkpoint, load_corpus, predict,
-                       save_checkpoint, train)
+from .text import basic_english
+from .training import (CheckpointError, EncodedRows, TrainConfig, evaluate, load_checkpoint,
+                       load_corpus, predict, save_checkpoint, train)
+
+ERRORS = (DataError, CheckpointError)
+
+# ---------------------------------------------------------------- argument types
+# Each raises ArgumentTypeError, which argparse turns into
+# "usage: ... error: argument --name: <message>" and exit status 2.
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {value}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+    return value
+
+
+SEED_MAX = 2 ** 32 - 1
+
+
+def seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected a whole number in 0..{SEED_MAX}, got {text!r}")
+    return value
+
+
+def available_devices():
+    """The devices this machine's torch can run on, as --device spells them."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        found += ["xpu"] + [f"xpu:{i}" for i in range(xpu.device_count())]
+    return found
+
+
+def device(text):
+    """A device that exists here (checked before any data is read)."""
+    here = ", ".join(available_devices())
+    try:
+        parsed = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device; use one of: {here} (the devices available here)")
+    kind, index = parsed.type, parsed.index
+    if kind == "cpu":
+        return text
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch is built without CUDA" if torch.version.cuda is None
+                   else "torch finds no CUDA GPU (driver, CUDA_VISIBLE_DEVICES?)")
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: CUDA is not available here ({why}, torch {torch.__version__}); "
+                f"devices here: {here}")
+        if index is not None and index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                f"devices here: {here}")
+        return text
+    if kind in ("mps", "xpu"):
+        if text in available_devices() or (index is None and kind in available_devices()):
+            return text
+        raise argparse.ArgumentTypeError(f"{text!r}: {kind.upper()} is not available here "
+                                         f"(torch {torch.__version__} finds no {kind} device); "
+                                         f"devices here: {here}")
+    raise argparse.ArgumentTypeError(f"{text!r}: {kind} devices are not supported; use one of: "
+                                     f"{here} (the devices available here)")
+
+
+def data_dir(text):
+    """An existing folder (a folder the user names is never created)."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty path; give the folder that holds train.csv and "
+                                         "test.csv")
+    try:
+        return check_data_dir(text, "")
+    except DataError as error:
+        raise argparse.ArgumentTypeError(str(error).strip())
+
+
+def checkpoint(text):
+    if not text:
+        raise argparse.ArgumentTypeError("empty path; give a checkpoint written by train --out")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(
+            f"{text} is a folder; give a checkpoint file written by train --out")
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(
+            f"{text}: no such file; give a checkpoint written by train --out")
+    return text
+
+
+def output_file(text):
+    """A path a file can be written to: not a folder, and no file in the way of
+    its folder (missing folders are created when it is written)."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty path")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    parent = os.path.dirname(os.path.abspath(text))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {parent} is not writable")
+    return text
+
+
+def plot_file(text):
+    """--plot: an output path, matplotlib importable, a format it writes."""
+    text = output_file(text)
+    try:
+        import matplotlib
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise argparse.ArgumentTypeError("needs matplotlib, which is not installed: "
+                                         "pip install matplotlib (or leave --plot out)")
+    extension = os.path.splitext(text)[1][1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if extension and extension not in formats:
+        raise argparse.ArgumentTypeError(
+            f"{text}: matplotlib {matplotlib.__version__} cannot write .{extension} files; "
+            f"use one of: {', '.join(sorted(formats))}")
+    return text
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows defaults, except where there is none (None, or an off flag)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.help is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+# ---------------------------------------------------------------- options
 
 
 def _training_options(parser, backend=True):
     d = TrainConfig()
-    parser.add_argument("--model", choices=list(MODELS), default=d.model)
+    parser.add_argument("--model", choices=list(MODELS), default=d.model,
+                        help="the classifier (see fastrnn.agnews.models)")
     if backend:
         parser.add_argument("--backend", choices=BACKENDS, default=d.backend,
-                            help="recurrent layer: fastrnn's or torch.nn's (default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                            help="recurrent layer: fastrnn's or torch.nn's")
+    parser.add_argument("--epochs", type=positive_int, default=d.epochs, help="training epochs")
+    parser.add_argument("--batch-size", type=positive_int, default=d.batch_size,
                         help="global batch size (split across processes under torchrun)")
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--embed-dim", type=int, default=d.embed_dim)
-    parser.add_argument("--hidden-dim", type=int, default=d.hidden_dim)
-    parser.add_argument("--min-freq", type=int, default=d.min_freq,
+    parser.add_argument("--lr", type=positive_float, default=d.lr, help="Adam learning rate")
+    parser.add_argument("--embed-dim", type=positive_int, default=d.embed_dim,
+                        help="embedding size")
+    parser.add_argument("--hidden-dim", type=positive_int, default=d.hidden_dim,
+                        help="recurrent hidden size")
+    parser.add_argument("--min-freq", type=positive_int, default=d.min_freq,
                         help="drop training tokens seen fewer times (they become <unk>)")
-    parser.add_argument("--device", default=d.device, help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--seed", type=int, default=d.seed)
+    _device_option(parser, d.device)
+    parser.add_argument("--seed", type=seed, default=d.seed,
+                        help="initial weights and batch order (the same on both backends)")
     parser.add_argument("--bucket", action="store_true",
                         help="batch rows of similar length together (less padding)")
     parser.add_argument("--sparse-embedding", action="store_true",
                         help="sparse embedding gradients with SparseAdam for the table (lazy Adam: "
                              "faster on large vocabularies, not the tutorial's exact update)")
-    parser.add_argument("--limit", type=int, default=None, help="use the first N training rows")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                        help="use the first N training rows (default: all)")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="torch.set_num_threads (default: torch's choice)")
     _data_options(parser)
-    parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
+    parser.add_argument("--json", metavar="FILE", type=output_file,
+                        help="write the metrics as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _data_options(parser):
-    parser.add_argument("--data-dir", default=None,
-                        help=f"folder with train.csv/test.csv (default {default_data_dir()}, "
-                             "downloaded there when missing)")
+def _device_option(parser, default):
+    here = ", ".join(available_devices())
+    parser.add_argument("--device", type=device, default=default,
+                        help=f"cpu, cuda, cuda:N, mps, xpu (available here: {here})")
+
+
+def _data_options(parser, recorded=False):
+    where = f"${DIR_ENV} if set, else {cache_data_dir()}"
+    default = ("the folder recorded in the checkpoint, else " if recorded else "") + where
+    parser.add_argument("--data-dir", type=data_dir, default=None, metavar="FOLDER",
+                        help=f"existing folder with train.csv/test.csv (default: {default}; "
+                             f"only the default folder is created, for the download)")
     parser.add_argument("--no-download", action="store_true",
                         help="fail instead of downloading missing files")
 
@@ -52,15 +233,21 @@ def _data_options(parser):
 def _config(args, backend=None) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
+    if values.get("data_dir"):  # recorded in the checkpoint: absolute, for evaluate elsewhere
+        values["data_dir"] = os.path.abspath(values["data_dir"])
     if backend is not None:
         values["backend"] = backend
     return TrainConfig(**values)
 
 
 def _corpus(args, with_test=True):
-    return load_corpus(args.data_dir, getattr(args, "limit", None), getattr(args, "min_freq", 1),
-                       with_test=with_test, allow_download=not args.no_download,
-                       progress=not getattr(args, "no_progress", False))
+    corpus = load_corpus(args.data_dir, getattr(args, "limit", None), getattr(args, "min_freq", 1),
+                         with_test=with_test, allow_download=not args.no_download,
+                         progress=not getattr(args, "no_progress", False))
+    if len(corpus.vocab) <= 2:
+        print(f"warning: --min-freq {args.min_freq} keeps no token of the {len(corpus.train)} "
+              f"training rows: every token is <unk>", file=sys.stderr)
+    return corpus
 
 
 def environment():
@@ -79,10 +266,28 @@ def environment():
             "torch_threads": torch.get_num_threads()}
 
 
+class OutputError(Exception):
+    """A result could not be written (after the work was done)."""
+
+
+def _writing(path, write):
+    """Run ``write`` (which writes ``path``), creating the folder first; OSError
+    becomes OutputError naming the file."""
+    try:
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        write()
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
+
+
 def _write_json(path, payload):
     if path:
-        with open(path, "w") as f:
-            json.dump({**payload, "environment": environment()}, f, indent=2)
+        def write():
+            with open(path, "w") as f:
+                json.dump({**payload, "environment": environment()}, f, indent=2)
+
+        _writing(path, write)
 
 
 def cmd_train(args):
@@ -100,7 +305,8 @@ def cmd_train(args):
           f"{total:.1f} s in {config.epochs} epoch(s), recurrent layer "
           f"{sum(e['recurrent_s'] for e in result['epochs']):.1f} s")
     if args.out:
-        save_checkpoint(args.out, result["model"], corpus.vocab, config, result["epochs"])
+        _writing(args.out, lambda: save_checkpoint(args.out, result["model"], corpus.vocab,
+                                                   config, result["epochs"]))
         print(f"saved {args.out}")
     _write_json(args.json, {k: result[k] for k in ("config", "epochs", "step_losses", "world")})
 
@@ -133,7 +339,7 @@ def cmd_compare(args):
           f"recurrent layer {summary['recurrent_speedup']:.2f}x; max per-step loss difference "
           f"over the first {summary['steps_compared']} steps: {summary['max_step_loss_diff']:.2e}")
     if args.plot:
-        plot(runs, args.plot)
+        _writing(args.plot, lambda: plot(runs, args.plot))
         print(f"saved {args.plot}")
     _write_json(args.json, {"summary": summary, **{
         b: {k: r[k] for k in ("config", "epochs", "step_losses")} for b, r in runs.items()}})
@@ -160,8 +366,8 @@ def plot(runs, path):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install matplotlib")
+    except ImportError:  # checked when the arguments are parsed (plot_file)
+        raise OutputError("--plot needs matplotlib: pip install matplotlib")
     fig, (acc_ax, time_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for backend, result in runs.items():
         epochs = [e["epoch"] for e in result["epochs"]]
@@ -177,9 +383,33 @@ def plot(runs, path):
     fig.savefig(path, dpi=120)
 
 
+def _evaluation_folder(args, config):
+    """(folder, why) of the test split for evaluate: --data-dir, else the folder
+    recorded in the checkpoint, else $FASTRNN_AG_NEWS_DIR / the cache folder."""
+    if args.data_dir:
+        return args.data_dir, "--data-dir"
+    if config.data_dir:
+        if not os.path.isdir(config.data_dir):
+            raise DataError(f"{args.checkpoint} was trained on {config.data_dir}, which is not a "
+                            f"folder here; give the folder with test.csv as --data-dir")
+        return config.data_dir, "the folder recorded in the checkpoint; --data-dir overrides"
+    return _default_folder(), (f"${DIR_ENV}" if os.environ.get(DIR_ENV) else "the default "
+                               "folder: the checkpoint records none")
+
+
+def _default_folder():
+    """$FASTRNN_AG_NEWS_DIR (which must exist: a folder the user names is never
+    created) or the cache folder (created for the download)."""
+    if os.environ.get(DIR_ENV):
+        return check_data_dir(os.environ[DIR_ENV], f"${DIR_ENV}")
+    return cache_data_dir()
+
+
 def cmd_evaluate(args):
     model, vocab, config = load_checkpoint(args.checkpoint, args.backend, args.device)
-    path = ensure_files(args.data_dir, ("test",), allow_download=not args.no_download,
+    folder, why = _evaluation_folder(args, config)
+    print(f"test split from {folder} ({why})")
+    path = ensure_files(folder, ("test",), allow_download=not args.no_download,
                         progress=not args.no_progress)["test"]
     labels, texts = read_csv(path)
     rows = EncodedRows(texts, labels, vocab)  # encoded with the checkpoint's vocabulary
@@ -197,48 +427,95 @@ def cmd_evaluate(args):
 def cmd_predict(args):
     model, vocab, _ = load_checkpoint(args.checkpoint, args.backend, args.device)
     for text in args.text:
+        if not any(token in vocab for token in basic_english(text)):
+            print(f"warning: no word of {text!r} is in the checkpoint's vocabulary of "
+                  f"{len(vocab)} tokens: every token is <unk>, so the class below says "
+                  f"nothing about this text", file=sys.stderr)
         probs = predict(model, vocab, text, args.device)
         best = max(probs, key=probs.get)
         print(f"{best}  ({', '.join(f'{k} {v:.3f}' for k, v in probs.items())})  {text}")
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m fastrnn.agnews", description=(
-        "The AG News topic classifier of the PyTorch RNN tutorial, on fastrnn or torch.nn."))
-    sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a model")
+    p = argparse.ArgumentParser(prog="python -m fastrnn.agnews", formatter_class=HelpFormatter,
+                                description=("The AG News topic classifier of the PyTorch RNN "
+                                             "tutorial, on fastrnn or torch.nn."))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="train, compare, evaluate or predict (COMMAND --help for more)")
+    t = sub.add_parser("train", help="train a model", formatter_class=HelpFormatter,
+                       description="Train one model on AG News's train.csv, testing on test.csv "
+                                   "after each epoch.")
     _training_options(t)
-    t.add_argument("--out", help="save a checkpoint (model, vocabulary, config) here")
-    c = sub.add_parser("compare", help="train with both backends from one seed and compare")
+    t.add_argument("--out", type=output_file, metavar="FILE",
+                   help="save a checkpoint (model, vocabulary, config) here")
+    c = sub.add_parser("compare", help="train with both backends from one seed and compare",
+                       formatter_class=HelpFormatter,
+                       description="Train the same model with torch.nn and fastrnn from one "
+                                   "seed and compare accuracy, time and per-step losses.")
     _training_options(c, backend=False)
-    c.add_argument("--plot", metavar="PNG", help="plot accuracy and time per epoch (matplotlib)")
+    c.add_argument("--plot", metavar="PNG", type=plot_file,
+                   help="plot accuracy and time per epoch (needs matplotlib)")
     for name, helptext in (("evaluate", "test accuracy and confusion matrix of a checkpoint"),
                            ("predict", "classify texts with a checkpoint")):
-        s = sub.add_parser(name, help=helptext)
-        s.add_argument("checkpoint")
+        s = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:]
+                           + ".", formatter_class=HelpFormatter)
+        s.add_argument("checkpoint", type=checkpoint, help="a file written by train --out")
         if name == "predict":
-            s.add_argument("text", nargs="+")
+            s.add_argument("text", nargs="+", help="headline(s) or short news text(s)")
         else:
-            _data_options(s)
-            s.add_argument("--json", metavar="FILE")
-            s.add_argument("--no-progress", action="store_true")
+            _data_options(s, recorded=True)
+            s.add_argument("--json", metavar="FILE", type=output_file,
+                           help="write accuracy and confusion matrix as JSON")
+            s.add_argument("--no-progress", action="store_true", help="no download progress bar")
         s.add_argument("--backend", choices=BACKENDS, default=None,
-                       help="override the checkpoint's backend")
-        s.add_argument("--device", default="cpu")
+                       help="override the checkpoint's backend (default: the checkpoint's)")
+        _device_option(s, "cpu")
     return p
 
 
+def _check(args, fail):
+    """What argparse's per-argument types cannot see; ``fail`` is the
+    subcommand parser's error (usage, message, exit 2)."""
+    if args.command == "predict":
+        for i, text in enumerate(args.text, 1):
+            label = f"text {i}" if len(args.text) > 1 else "text"
+            if not text.strip():
+                fail(f"argument text: {label} is empty; give a headline to classify")
+            if not basic_english(text):
+                fail(f"argument text: {label} {text!r} has no words (the tokenizer drops "
+                     f"double quotes, ';' and ':'); give a headline to classify")
+    if args.command in ("train", "compare"):
+        world = os.environ.get("WORLD_SIZE", "1")
+        world = int(world) if world.isdigit() and int(world) > 0 else 1
+        if args.batch_size % world:
+            fail(f"argument --batch-size: {args.batch_size} is the global batch and must be "
+                 f"divisible by the number of processes ({world})")
+        if args.sparse_embedding and world > 1:
+            fail("argument --sparse-embedding: runs in one process only (DDP would all-reduce "
+                 "sparse gradients, which nccl does not support)")
+
+
 def main(argv=None):
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    subparsers = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    _check(args, subparsers.choices[args.command].error)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     commands = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate,
                 "predict": cmd_predict}
     try:
+        training = args.command in ("train", "compare")
+        if training and args.data_dir is None and os.environ.get(DIR_ENV):
+            # a folder the user names must exist; it is recorded in the checkpoint
+            args.data_dir = check_data_dir(os.environ[DIR_ENV], f"${DIR_ENV}")
         commands[args.command](args)
-    except DataError as error:
+    except (*ERRORS, OutputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
     import torch.distributed as dist
 
     if dist.is_initialized():  # under torchrun: leave together, after rank 0 has saved

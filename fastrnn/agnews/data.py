@@ -28,11 +28,15 @@ class DataError(RuntimeError):
     """AG News could not be found, downloaded or read."""
 
 
-def default_data_dir() -> str:
-    if os.environ.get(DIR_ENV):
-        return os.environ[DIR_ENV]
+def cache_data_dir() -> str:
+    """The cache folder AG News is downloaded to (created when needed)."""
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(cache, "fastrnn", "ag_news")
+
+
+def default_data_dir() -> str:
+    """$FASTRNN_AG_NEWS_DIR if set, else the cache folder."""
+    return os.environ.get(DIR_ENV) or cache_data_dir()
 
 
 def _where_to_put(data_dir: str) -> str:
@@ -41,15 +45,35 @@ def _where_to_put(data_dir: str) -> str:
             f"that holds them.")
 
 
+def check_data_dir(path: str, named_by: str = "--data-dir") -> str:
+    """``path`` when it names an existing folder; else DataError saying what
+    ``named_by`` (the option or variable that gave it) should name. A folder the
+    user names is never created."""
+    if not path:
+        raise DataError(f"{named_by} is empty; it names the folder that holds train.csv and "
+                        f"test.csv")
+    if not os.path.exists(path):
+        raise DataError(f"{named_by} {path}: no such folder (it is not created). ".lstrip()
+                        + _where_to_put(path))
+    if not os.path.isdir(path):
+        hint = (f" (here: {os.path.dirname(path) or '.'})"
+                if os.path.basename(path) in MD5 else "")
+        raise DataError(f"{named_by} {path} is a file, not a folder: name the folder that "
+                        f"holds train.csv and test.csv{hint}".lstrip())
+    return path
+
+
 def download(url: str, dest: str, md5: Optional[str], progress: bool = True,
              timeout: float = 60.0) -> str:
     """Download ``url`` to ``dest``. The bytes go to a temporary file in the same
     folder, renamed onto ``dest`` only once complete and matching ``md5``; on any
     failure nothing is left behind and DataError says what happened."""
     folder = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".part", dir=folder)
+    tmp = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".part",
+                                   dir=folder)
         digest = hashlib.md5()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
@@ -71,7 +95,7 @@ def download(url: str, dest: str, md5: Optional[str], progress: bool = True,
         raise DataError(f"could not download {url}: {error}. "
                         + _where_to_put(folder)) from error
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -88,10 +112,14 @@ def ensure_files(data_dir: Optional[str] = None, splits=("train", "test"), allow
     downloading missing files from the canonical location when allowed."""
     data_dir = data_dir or default_data_dir()
     base_url = base_url or os.environ.get(URL_ENV) or BASE_URL
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise DataError(f"{data_dir} is a file, not a folder. " + _where_to_put(data_dir))
     paths = {}
     for split in splits:
         name = f"{split}.csv"
         path = os.path.join(data_dir, name)
+        if os.path.isdir(path):
+            raise DataError(f"{path} is a folder, not a CSV file. " + _where_to_put(data_dir))
         if not os.path.exists(path):
             if not allow_download:
                 raise DataError(f"{path} does not exist. " + _where_to_put(data_dir))
@@ -100,19 +128,68 @@ def ensure_files(data_dir: Optional[str] = None, splits=("train", "test"), allow
     return paths
 
 
+FORMAT = '"label","title","description" with a label in 1..4'
+
+
+def _shown(row, width=80) -> str:
+    text = repr(row)
+    return text if len(text) <= width else text[:width - 5] + "...]"
+
+
 def read_csv(path: str) -> Tuple[List[int], List[str]]:
-    """(labels 0..3, texts) of an AG News CSV file."""
+    """(labels 0..3, texts) of an AG News CSV file.
+
+    Every row must be exactly ``"label","title","description"`` with a label in
+    1..4 and some text. The CSV is read in strict mode, so a quote that is not
+    closed (a file cut short, or a dropped closing quote that would merge two
+    rows into one) is an error, not a silently odd row; so is a file that ends
+    mid-row. Errors are DataError naming the file and the line the row starts on.
+    """
     labels, texts = [], []
+    start = 1  # the line the current row starts on
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            for line, row in enumerate(csv.reader(f), 1):
-                if len(row) < 2 or not row[0].strip().isdigit() or not 1 <= int(row[0]) <= len(CLASSES):
-                    raise DataError(f"{path}:{line}: expected \"label\",\"title\",\"description\" "
-                                    f"with a label in 1..{len(CLASSES)}, got {row[:3]!r}")
-                labels.append(int(row[0]) - 1)
-                texts.append(" ".join(row[1:]))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, strict=True)
+            try:
+                for row in reader:
+                    where = f"{path}, line {start}"
+                    if not row:
+                        raise DataError(f"{where}: empty line; every line must be a row "
+                                        f"{FORMAT}")
+                    if len(row) != 3:
+                        raise DataError(f"{where}: {len(row)} field(s), expected 3 ({FORMAT}); "
+                                        f"got {_shown(row)}")
+                    label = row[0].strip()
+                    if not (label.isascii() and label.isdigit()
+                            and 1 <= int(label) <= len(CLASSES)):
+                        raise DataError(f"{where}: the label must be 1..{len(CLASSES)} "
+                                        f"({FORMAT}); got {row[0]!r}")
+                    if any("\x00" in field for field in row):
+                        raise DataError(f"{where}: a NUL character (a damaged or binary file?)")
+                    if not (row[1].strip() or row[2].strip()):
+                        raise DataError(f"{where}: empty title and description")
+                    labels.append(int(label) - 1)
+                    texts.append(row[1] + " " + row[2])
+                    start = reader.line_num + 1
+            except csv.Error as error:
+                raise DataError(
+                    f"{path}, line {start}: malformed CSV row ({error}, seen on line "
+                    f"{reader.line_num}): a quote that is never closed, from a file cut short "
+                    f"or a missing closing quote that merges rows; expected {FORMAT}") from error
+            if labels and _ends_mid_row(f):
+                raise DataError(f"{path}, line {start - 1}: the file ends mid-row (no newline "
+                                f"or closing quote after the last field): it looks cut short")
+    except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"cannot read {path}: {error}") from error
     if not labels:
-        raise DataError(f"{path} holds no rows")
+        raise DataError(f"{path} holds no rows (expected {FORMAT})")
     return labels, texts
+
+
+def _ends_mid_row(f) -> bool:
+    """Whether the file's last character is neither a line end nor a closing quote."""
+    f.buffer.seek(0, os.SEEK_END)
+    if f.buffer.tell() == 0:
+        return False
+    f.buffer.seek(-1, os.SEEK_END)
+    return f.buffer.read(1) not in (b"\n", b"\r", b'"')

@@ -253,9 +253,17 @@ def train(config: TrainConfig, corpus: Corpus, progress=True, log=print) -> Dict
             "world": world, "config": dataclasses.asdict(config)}
 
 
+class CheckpointError(ValueError):
+    """A file that is not a readable fastrnn.agnews checkpoint."""
+
+
+FORMAT = "fastrnn.agnews/1"
+CHECKPOINT_KEYS = ("format", "config", "vocab", "classes", "state_dict")
+
+
 def save_checkpoint(path: str, model, vocab: Vocab, config: TrainConfig, metrics=None):
     """Model weights, vocabulary and config in one file (loadable with weights_only=True)."""
-    state = {"format": "fastrnn.agnews/1", "config": dataclasses.asdict(config),
+    state = {"format": FORMAT, "config": dataclasses.asdict(config),
              "vocab": vocab.state_dict(), "classes": list(CLASSES),
              "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
              "metrics": metrics or []}
@@ -268,18 +276,53 @@ def save_checkpoint(path: str, model, vocab: Vocab, config: TrainConfig, metrics
 
 def load_checkpoint(path: str, backend: Optional[str] = None, device="cpu"):
     """(model in eval mode, vocab, config) from a checkpoint; ``backend``
-    overrides the one it was trained with (the weights are the same)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != "fastrnn.agnews/1":
-        raise ValueError(f"{path} is not a fastrnn.agnews checkpoint")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in state["config"].items() if k in known})
-    if backend is not None:
-        config.backend = backend
-    vocab = Vocab.from_state_dict(state["vocab"])
-    model = build_model(config.model, len(vocab), config.embed_dim, config.hidden_dim,
-                        len(state["classes"]), config.backend)
-    model.load_state_dict(state["state_dict"])
+    overrides the one it was trained with (the weights are the same).
+    CheckpointError, naming the file, when it is missing, not a torch file,
+    truncated, not a fastrnn.agnews checkpoint, of another format version, or
+    holds a config or weights that do not fit together."""
+    def bad(why):
+        return CheckpointError(f"{path}: {why}")
+
+    if os.path.isdir(path):
+        raise bad("a folder, not a checkpoint file (one written by train --out)")
+    if not os.path.exists(path):
+        raise bad("no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise bad(f"cannot read it: {error}") from error
+    except Exception as error:  # noqa: BLE001 - whatever the bytes make torch.load raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise bad(f"not a checkpoint written by train --out (torch.load cannot read it: it is "
+                  f"not a torch file, is truncated, or holds more than tensors and plain "
+                  f"values; {type(error).__name__}: {first[:200]})") from error
+    if not isinstance(state, dict) or "format" not in state:
+        got = (f"keys {', '.join(map(str, list(state)[:8]))}" if isinstance(state, dict)
+               else f"a {type(state).__name__}")
+        raise bad(f"a torch file, but not a fastrnn.agnews checkpoint (expected a dict with "
+                  f"{', '.join(CHECKPOINT_KEYS)}; got {got})")
+    if state["format"] != FORMAT:
+        raise bad(f"checkpoint format {state['format']!r}, this version of fastrnn.agnews "
+                  f"reads {FORMAT!r} (written by another version?)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise bad(f"a damaged fastrnn.agnews checkpoint: no {', '.join(missing)}")
+    try:
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = TrainConfig(**{k: v for k, v in dict(state["config"]).items() if k in known})
+        if backend is not None:
+            config.backend = backend
+        for name in ("embed_dim", "hidden_dim", "batch_size"):
+            value = getattr(config, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"config {name} is {value!r}, expected a positive integer")
+        vocab = Vocab.from_state_dict(state["vocab"])
+        model = build_model(config.model, len(vocab), config.embed_dim, config.hidden_dim,
+                            len(state["classes"]), config.backend)
+        model.load_state_dict(state["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise bad(f"a damaged fastrnn.agnews checkpoint: {type(error).__name__}: "
+                  f"{str(error)[:300]}") from error
     return model.to(device).eval(), vocab, config
 
 
