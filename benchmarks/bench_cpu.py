@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import sys
+import time
 
 import torch
 import torch.utils.benchmark as benchmark
@@ -25,7 +26,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fastrnn  # noqa: E402
+import fastrnn.info  # noqa: E402
 from agnews_lengths import length_population, sample_lengths  # noqa: E402
+from tables import CPU_SPEED_HEADER, cpu_speed_row  # noqa: E402
 
 SHAPES = {
     "agnews": dict(batch=16, input_size=64, hidden_size=32),
@@ -133,16 +136,8 @@ def run(shapes, cells, levels, min_run_time, seed=0):
     return results
 
 
-HEADER = ("| shape | cell | level | pass | fastrnn packed | fastrnn padded | torch packed "
-          "| torch padded | vs torch packed | vs torch padded |")
-
-
 def print_row(row):
-    print(f"| {row['shape']} | {row['cell']} | {row['level']} | {row['pass_']} "
-          f"| {row['fastrnn_packed_ms']:.3f} | {row['fastrnn_padded_ms']:.3f} "
-          f"| {row['torch_packed_ms']:.3f} | {row['torch_padded_ms']:.3f} "
-          f"| {row['speedup_vs_torch_packed']:.1f}x | {row['speedup_vs_torch_padded']:.2f}x |",
-          flush=True)
+    print(cpu_speed_row(row), flush=True)
 
 
 def machine():
@@ -152,8 +147,11 @@ def machine():
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    built = fastrnn.info.build_info()
+    simd = "AVX-512" if built["avx512"] == "1" else "AVX2" if built["avx2"] == "1" else "no SIMD"
     return dict(cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(),
-                torch=torch.__version__, python=platform.python_version())
+                torch=torch.__version__, python=platform.python_version(),
+                date=time.strftime("%Y-%m-%d"), simd=simd)
 
 
 def main():
@@ -175,8 +173,7 @@ def main():
     info = machine()
     print(f"machine: {info}")
     print("times in ms (median); speed-ups are torch time / fastrnn packed time")
-    print(HEADER)
-    print("|---" * 10 + "|")
+    print(CPU_SPEED_HEADER)
     results = run(args.shapes, args.cells, args.levels, args.min_run_time)
     # Memory that autograd keeps for backward (benchmarks/saved_memory.py).
     import saved_memory

@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fastrnn  # noqa: E402
+from tables import saved_memory_table  # noqa: E402
 
 CLASSES = {"lstm": (torch.nn.LSTM, fastrnn.LSTM), "gru": (torch.nn.GRU, fastrnn.GRU),
            "rnn_tanh": (torch.nn.RNN, fastrnn.RNN)}
@@ -95,24 +96,9 @@ def run_proj():
             for shape in SHAPES]
 
 
-HEADER = ("| shape | layers x directions | cell | tokens | torch.nn total | fastrnn total "
-          "| torch.nn activations | fastrnn activations | fastrnn / torch.nn (activations) |")
-
-
-def format_row(r):
-    ratio = r["fastrnn_activations_per_token"] / r["torch_activations_per_token"]
-    return (f"| {r['shape']} | {r['layout']} | {r['cell']} | {r['tokens']} "
-            f"| {r['torch_total_per_token']:.0f} | {r['fastrnn_total_per_token']:.0f} "
-            f"| {r['torch_activations_per_token']:.0f} "
-            f"| {r['fastrnn_activations_per_token']:.0f} | {ratio:.2f} |")
-
-
 def print_table(rows):
     print("bytes saved for backward per token (float32, packed input)")
-    print(HEADER)
-    print("|---" * 9 + "|")
-    for r in rows:
-        print(format_row(r))
+    print(saved_memory_table(rows))
 
 
 def main():

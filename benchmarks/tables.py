@@ -1,0 +1,80 @@
+"""Markdown tables of the committed benchmark results (pure functions of their JSON, no torch).
+
+One home for each table's format: the benchmarks print their rows with these, and
+benchmarks/docs_tables.py writes the tables into docs/ from benchmarks/results/.
+"""
+from typing import Iterable, List
+
+CPU_SPEED_HEADER = ("| shape | cell | level | pass | fastrnn packed | fastrnn padded | torch packed "
+                    "| torch padded | vs torch packed | vs torch padded |\n" + "|---" * 4
+                    + "|---:" * 6 + "|")
+
+SAVED_MEMORY_HEADER = ("| shape | layers x dirs | cell | tokens | torch.nn total | fastrnn total "
+                       "| torch.nn activations | fastrnn activations | ratio |\n"
+                       + "|---" * 3 + "|---:" * 6 + "|")
+
+AGNEWS_HEADER = ("| model | seed | epochs | test acc torch | test acc fastrnn | diff (points) "
+                 "| max step-loss diff (first 100) | epoch s torch | epoch s fastrnn "
+                 "| epoch speed-up | recurrent s torch | recurrent s fastrnn "
+                 "| recurrent speed-up |\n|---" + "|---:" * 12 + "|")
+
+
+def cpu_speed_row(row: dict) -> str:
+    return (f"| {row['shape']} | {row['cell']} | {row['level']} | {row['pass_']} "
+            f"| {row['fastrnn_packed_ms']:.3f} | {row['fastrnn_padded_ms']:.3f} "
+            f"| {row['torch_packed_ms']:.3f} | {row['torch_padded_ms']:.3f} "
+            f"| {row['speedup_vs_torch_packed']:.1f}x | {row['speedup_vs_torch_padded']:.2f}x |")
+
+
+def machine_line(machine: dict) -> str:
+    built = f", fastrnn built with {machine['simd']}" if machine.get("simd") else ""
+    date = f", {machine['date']}" if machine.get("date") else ""
+    return (f"Measured on: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} torch "
+            f"threads on both sides, torch {machine['torch']}, Python {machine['python']}"
+            f"{date}{built}.")
+
+
+def cpu_speed_table(report: dict, **only) -> str:
+    """The rows of a bench_cpu.py report, those matching ``only`` (e.g. shape="agnews")."""
+    rows = [cpu_speed_row(r) for r in report["results"]
+            if all(r[key] == value for key, value in only.items())]
+    return "\n".join([machine_line(report["machine"]) + " Times in ms (medians).", "",
+                      CPU_SPEED_HEADER, *rows])
+
+
+def saved_memory_row(r: dict) -> str:
+    ratio = r["fastrnn_activations_per_token"] / r["torch_activations_per_token"]
+    return (f"| {r['shape']} | {r['layout']} | {r['cell']} | {r['tokens']} "
+            f"| {r['torch_total_per_token']:.0f} | {r['fastrnn_total_per_token']:.0f} "
+            f"| {r['torch_activations_per_token']:.0f} "
+            f"| {r['fastrnn_activations_per_token']:.0f} | {ratio:.2f} |")
+
+
+def saved_memory_table(rows: Iterable[dict]) -> str:
+    return "\n".join([SAVED_MEMORY_HEADER, *(saved_memory_row(r) for r in rows)])
+
+
+def agnews_row(report: dict) -> str:
+    summary, torch_run, fast_run = report["summary"], report["torch"], report["fastrnn"]
+
+    def mean(run, key):
+        return sum(e[key] for e in run["epochs"]) / len(run["epochs"])
+
+    config = fast_run["config"]
+    name = config["model"] + (" --sparse-embedding" if config.get("sparse_embedding") else "")
+    return (f"| {name} | {config['seed']} | {len(fast_run['epochs'])} "
+            f"| {summary['test_acc_torch']:.4f} | {summary['test_acc_fastrnn']:.4f} "
+            f"| {100 * abs(summary['test_acc_torch'] - summary['test_acc_fastrnn']):.2f} "
+            f"| {summary['max_step_loss_diff']:.1e} "
+            f"| {mean(torch_run, 'epoch_s'):.2f} | {mean(fast_run, 'epoch_s'):.2f} "
+            f"| {summary['epoch_speedup']:.2f}x "
+            f"| {mean(torch_run, 'recurrent_s'):.2f} | {mean(fast_run, 'recurrent_s'):.2f} "
+            f"| {summary['recurrent_speedup']:.2f}x |")
+
+
+def agnews_table(reports: List[dict]) -> str:
+    def key(report):
+        config = report["fastrnn"]["config"]
+        return config["model"], bool(config.get("sparse_embedding")), config["seed"]
+
+    return "\n".join([AGNEWS_HEADER, *(agnews_row(r) for r in sorted(reports, key=key))])
