@@ -309,16 +309,17 @@ def _variants(good, tmp_path):
     pickled = tmp_path / "pickled.pt"
     torch.save({"format": "fastrnn.agnews/1", "x": training.TrainConfig()}, pickled)
     return [
-        (text, "not a checkpoint written by train --out", "KeyError"),
-        (truncated, "not a checkpoint written by train --out", "truncated"),
-        (empty, "not a checkpoint written by train --out", ""),
+        (text, "not a checkpoint written by train --out: not a torch file", "KeyError: 101"),
+        (truncated, "not a checkpoint written by train --out: a truncated or damaged torch file",
+         ""),
+        (empty, "an empty file, not a checkpoint written by train --out", ""),
         (tensor, "a torch file, but not a fastrnn.agnews checkpoint", "got a Tensor"),
         (other, "not a fastrnn.agnews checkpoint", "got keys model"),
         (newer, "checkpoint format 'fastrnn.agnews/2'", "reads 'fastrnn.agnews/1'"),
         (no_weights, "a damaged fastrnn.agnews checkpoint: no state_dict", ""),
         (mismatch, "a damaged fastrnn.agnews checkpoint", "size mismatch"),
         (bad_model, "a damaged fastrnn.agnews checkpoint", "transformer"),
-        (pickled, "not a checkpoint written by train --out", "UnpicklingError"),
+        (pickled, "not a checkpoint written by train --out: it holds Python objects", ""),
     ]
 
 
@@ -354,6 +355,25 @@ def test_evaluate_uses_the_recorded_folder(trained, tmp_path, capsys, monkeypatc
     folder.rmdir()
     fails(["evaluate", str(good)], capsys, f"was trained on {folder}", "--data-dir")
     assert not folder.exists()
+
+
+def test_evaluate_without_a_recorded_folder(trained, tmp_path, capsys, monkeypatch):
+    """A checkpoint that records no folder (trained on the default one): evaluate reads
+    $FASTRNN_AG_NEWS_DIR, which must exist, else the cache folder."""
+    good, folder = trained
+    state = torch.load(good, weights_only=True)
+    state["config"]["data_dir"] = None
+    torch.save(state, good)
+    monkeypatch.setenv(data.DIR_ENV, str(folder))
+    assert cli.main(["evaluate", str(good)]) == 0
+    assert f"test split from {folder} ($FASTRNN_AG_NEWS_DIR)" in capsys.readouterr().out
+    monkeypatch.setenv(data.DIR_ENV, str(tmp_path / "gone"))
+    fails(["evaluate", str(good)], capsys, f"$FASTRNN_AG_NEWS_DIR {tmp_path / 'gone'}: no such")
+    assert not (tmp_path / "gone").exists()
+    monkeypatch.delenv(data.DIR_ENV)
+    cache = tmp_path / "xdg-cache" / "fastrnn" / "ag_news"
+    fails(["evaluate", str(good), "--no-progress"], capsys, "could not download",
+          f"in {cache}, or point --data-dir")
 
 
 def test_predict_texts(trained, capsys):

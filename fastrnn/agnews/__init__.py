@@ -9,7 +9,8 @@ backend), ``training`` (train/evaluate/checkpoints, DDP under torchrun), ``cli``
 from .data import CLASSES, DataError
 from .models import MODELS, build_model
 from .text import Vocab, basic_english
-from .training import TrainConfig, evaluate, load_checkpoint, load_corpus, predict, train
+from .training import (CheckpointError, TrainConfig, evaluate, load_checkpoint, load_corpus,
+                       predict, train)
 
 __all__ = ["CLASSES", "DataError", "MODELS", "build_model", "Vocab", "basic_english",
-           "TrainConfig", "evaluate", "load_checkpoint", "load_corpus", "predict", "train"]
+           "CheckpointError", "TrainConfig", "evaluate", "load_checkpoint", "load_corpus", "predict", "train"]

@@ -1,6 +1,7 @@
 """Training and evaluation of the AG News classifiers (one process or DDP)."""
 import dataclasses
 import os
+import re
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -274,6 +275,26 @@ def save_checkpoint(path: str, model, vocab: Vocab, config: TrainConfig, metrics
     os.replace(tmp, path)
 
 
+def _short(error, limit=160) -> str:
+    """An exception's message on one line, without terminal escapes, at most ``limit`` long."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _unloadable(error) -> str:
+    """Why torch.load refused a file, for a user."""
+    message = str(error)
+    if "Weights only load failed" in message:
+        why = ("it holds Python objects besides tensors and plain values, which are not loaded "
+               "(a checkpoint from train --out holds none)")
+    elif "zip archive" in message or "PytorchStreamReader" in message or isinstance(error,
+                                                                                    EOFError):
+        why = "a truncated or damaged torch file"
+    else:
+        why = f"not a torch file (torch.load: {type(error).__name__}: {_short(error, 80)})"
+    return f"not a checkpoint written by train --out: {why}"
+
+
 def load_checkpoint(path: str, backend: Optional[str] = None, device="cpu"):
     """(model in eval mode, vocab, config) from a checkpoint; ``backend``
     overrides the one it was trained with (the weights are the same).
@@ -287,15 +308,14 @@ def load_checkpoint(path: str, backend: Optional[str] = None, device="cpu"):
         raise bad("a folder, not a checkpoint file (one written by train --out)")
     if not os.path.exists(path):
         raise bad("no such file")
+    if os.path.getsize(path) == 0:
+        raise bad("an empty file, not a checkpoint written by train --out")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as error:
         raise bad(f"cannot read it: {error}") from error
     except Exception as error:  # noqa: BLE001 - whatever the bytes make torch.load raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise bad(f"not a checkpoint written by train --out (torch.load cannot read it: it is "
-                  f"not a torch file, is truncated, or holds more than tensors and plain "
-                  f"values; {type(error).__name__}: {first[:200]})") from error
+        raise bad(_unloadable(error)) from error
     if not isinstance(state, dict) or "format" not in state:
         got = (f"keys {', '.join(map(str, list(state)[:8]))}" if isinstance(state, dict)
                else f"a {type(state).__name__}")
@@ -322,7 +342,7 @@ def load_checkpoint(path: str, backend: Optional[str] = None, device="cpu"):
         model.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise bad(f"a damaged fastrnn.agnews checkpoint: {type(error).__name__}: "
-                  f"{str(error)[:300]}") from error
+                  f"{_short(error, 300)}") from error
     return model.to(device).eval(), vocab, config
 
 
