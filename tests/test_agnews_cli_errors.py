@@ -144,6 +144,16 @@ def test_output_paths(option, folder, tmp_path, capsys):
           "train.csv is a file, not a folder")
 
 
+def test_write_failure_after_training(folder, tmp_path, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli.json, "dump", full)
+    target = tmp_path / "new" / "m.json"
+    fails(["train", "--data-dir", str(folder), *TINY, "--json", str(target)], capsys,
+          f"error: cannot write {target}: No space left on device")
+
+
 def test_plot_without_matplotlib_fails_before_training(folder, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     fails(["compare", "--data-dir", str(folder), "--plot", str(tmp_path / "c.png")], capsys,

@@ -504,6 +504,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     commands = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate,
                 "predict": cmd_predict}
+    code = 0
     try:
         training = args.command in ("train", "compare")
         if training and args.data_dir is None and os.environ.get(DIR_ENV):
@@ -512,7 +513,7 @@ def main(argv=None):
         commands[args.command](args)
     except (*ERRORS, OutputError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
@@ -521,4 +522,4 @@ def main(argv=None):
     if dist.is_initialized():  # under torchrun: leave together, after rank 0 has saved
         dist.barrier()
         dist.destroy_process_group()
-    return 0
+    return code
