@@ -281,10 +281,11 @@ def test_real_files_pass_the_strict_reader():
 
 
 @pytest.fixture
-def trained(folder, tmp_path, capsys):
+def trained(folder, tmp_path, capsys, monkeypatch):
     """(checkpoint path, data folder) of a tiny model."""
     path = tmp_path / "m.pt"
-    assert cli.main(["train", "--data-dir", str(folder), *TINY, "--out", str(path)]) == 0
+    monkeypatch.chdir(tmp_path)  # a relative --data-dir is recorded absolute
+    assert cli.main(["train", "--data-dir", folder.name, *TINY, "--out", str(path)]) == 0
     capsys.readouterr()
     return path, folder
 
@@ -347,7 +348,8 @@ def test_bad_checkpoints(trained, tmp_path, capsys):
 
 def test_evaluate_uses_the_recorded_folder(trained, tmp_path, capsys, monkeypatch):
     good, folder = trained
-    monkeypatch.chdir(tmp_path)  # the recorded folder is absolute
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # trained with a relative --data-dir
     assert cli.main(["evaluate", str(good), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert f"test split from {folder} (the folder recorded in the checkpoint" in out

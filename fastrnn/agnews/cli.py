@@ -233,8 +233,6 @@ def _data_options(parser, recorded=False):
 def _config(args, backend=None) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
-    if values.get("data_dir"):  # recorded in the checkpoint: absolute, for evaluate elsewhere
-        values["data_dir"] = os.path.abspath(values["data_dir"])
     if backend is not None:
         values["backend"] = backend
     return TrainConfig(**values)
@@ -305,8 +303,11 @@ def cmd_train(args):
           f"{total:.1f} s in {config.epochs} epoch(s), recurrent layer "
           f"{sum(e['recurrent_s'] for e in result['epochs']):.1f} s")
     if args.out:
+        # the checkpoint records the data folder absolute, for evaluate from anywhere
+        recorded = dataclasses.replace(
+            config, data_dir=config.data_dir and os.path.abspath(config.data_dir))
         _writing(args.out, lambda: save_checkpoint(args.out, result["model"], corpus.vocab,
-                                                   config, result["epochs"]))
+                                                   recorded, result["epochs"]))
         print(f"saved {args.out}")
     _write_json(args.json, {k: result[k] for k in ("config", "epochs", "step_losses", "world")})
 
