@@ -11,7 +11,7 @@ from typing import Dict, List
 import torch
 
 from . import __version__
-from ._extension import _C
+from ._extension import _C  # noqa: F401  (registers torch.ops.fastrnn.*)
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 # Hidden sizes python -m fastrnn shows the CUDA path for (batch 16, the tutorial's).

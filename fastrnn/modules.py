@@ -8,7 +8,7 @@ constructor, argument validation, parameters and their names, initialisation,
 told that these are plain modules (fastrnn._compat) and traces them without a graph break.
 """
 from contextlib import nullcontext
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, _VF, nn
@@ -132,7 +132,6 @@ class _FusedRNNBase(nn.RNNBase):
 
     def _fused(self, input: Tensor, batch_sizes: Optional[Tensor], hx):
         h0, c0 = (hx if isinstance(hx, (tuple, list)) else (hx, None))
-        num_directions = 2 if self.bidirectional else 1
         if batch_sizes is not None:
             data = input
             padded_shape = None
