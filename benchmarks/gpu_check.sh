@@ -105,6 +105,7 @@ PY
 }
 # The summary, then close the pipe to tee and wait: the log ends with the summary.
 trap 'summary; rm -rf "$SCRATCH"; exec >&- 2>&-; wait "$TEE_PID" 2>/dev/null' EXIT
+trap 'echo "== killed by a signal"; exit 143' TERM INT HUP
 
 echo "== facts ($(date -u +%FT%TZ), budget ${BUDGET} s)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1 | head -5
@@ -175,7 +176,7 @@ if "$PY" -c "import pytest" 2>/dev/null; then
   export GPU_CHECK_JSONL=$OUT/tests.jsonl GPU_CHECK_TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-60}
   : > "$GPU_CHECK_JSONL"
   PYTEST=("$PY" -m pytest -v -p gpu_check_plugin -p no:cacheprovider -rfE --durations=10)
-  run_step tests 120 "${PYTEST[@]}" --junitxml="$OUT/tests.xml" $SUITE
+  run_step tests 110 "${PYTEST[@]}" --junitxml="$OUT/tests.xml" $SUITE
   # A CUDA error stopped the session (the plugin's "stopped" line), or pytest crashed
   # or hit the per-test timeout (exit status not 0/1/5): resume the tests that have no
   # result yet in a fresh process (a fresh CUDA context).
@@ -186,22 +187,28 @@ if "$PY" -c "import pytest" 2>/dev/null; then
         --junitxml="$OUT/tests-resumed.xml" $SUITE
     fi
   fi
-  # The first test that failed or never ended, rerun alone with synchronous launches:
-  # the error then points at the kernel that caused it.
+  # The test to rerun alone with synchronous launches (the error then points at the
+  # kernel that caused it): the one whose CUDA error stopped the session, else the first
+  # that never ended (a hang or a crash), else the first that failed.
   FIRST=$("$PY" - "$GPU_CHECK_JSONL" <<'PY'
 import json, sys
-ended, started = {}, []
+ended, started, stopped = {}, [], []
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if "outcome" in r:
         ended.setdefault(r["nodeid"], r["outcome"])
     elif r.get("event") == "start":
         started.append(r["nodeid"])
-print(next((n for n in started if ended.get(n, "failed") == "failed"), ""))
+    elif r.get("event") == "stopped":
+        stopped.append(r["nodeid"])
+hung = [n for n in started if n not in ended]
+failed = [n for n in started if ended.get(n) == "failed"]
+print((stopped + hung + failed + [""])[0])
 PY
 )
+  cd "$ROOT" || exit 1  # node ids are relative to the repository root
   if [ -n "$FIRST" ]; then
-    echo "== FIRST FAILURE (or hang): $FIRST"
+    echo "== FIRST FAILURE to rerun (CUDA error, else hang/crash, else first failed): $FIRST"
     run_step rerun_blocking 45 env CUDA_LAUNCH_BLOCKING=1 GPU_CHECK_JSONL="$SCRATCH/rerun.jsonl" \
       "$PY" -m pytest -v -x -p gpu_check_plugin -p no:cacheprovider "$FIRST"
   fi
@@ -220,7 +227,7 @@ else
   FILTER=()
   "$SANITIZER" --help 2>&1 | grep -q -- "--kernel-name" && FILTER=(--kernel-name)
   : > "$OUT/sanitizer.log"
-  run_step memcheck 75 "$SANITIZER" --tool memcheck --error-exitcode 86 --print-limit 20 \
+  run_step memcheck 60 "$SANITIZER" --tool memcheck --error-exitcode 86 --print-limit 20 \
     ${FILTER[@]:+"${FILTER[@]}" kns=fastrnn} "$PY" benchmarks/gpu_sanitize.py >> "$OUT/sanitizer.log" 2>&1
   grep -E "^========= (ERROR SUMMARY|Invalid|Program hit)|FAILED|gpu_sanitize:" "$OUT/sanitizer.log" | head -20
 fi
@@ -228,12 +235,12 @@ fi
 if [ "${GPU_CHECK_SKIP_BENCH:-0}" = 1 ]; then
   skip bench "GPU_CHECK_SKIP_BENCH=1"
 else
-  run_step bench 75 "$PY" benchmarks/bench_gpu.py --min-run-time 0.15 --json "$OUT/bench.json"
+  run_step bench 70 "$PY" benchmarks/bench_gpu.py --min-run-time 0.15 --json "$OUT/bench.json"
 fi
 
 if [ -n "$SANITIZER" ] && [ "${GPU_CHECK_SKIP_SANITIZER:-0}" != 1 ]; then
   # The persistent kernels only (the per-step kernels share no memory between threads).
-  run_step racecheck 50 env GPU_SANITIZE_PATHS=persistent "$SANITIZER" --tool racecheck \
+  run_step racecheck 45 env GPU_SANITIZE_PATHS=persistent "$SANITIZER" --tool racecheck \
     --racecheck-report hazard --error-exitcode 86 --print-limit 20 \
     ${FILTER[@]:+"${FILTER[@]}" kns=persistent} "$PY" benchmarks/gpu_sanitize.py >> "$OUT/sanitizer.log" 2>&1
   grep -E "^========= (RACECHECK SUMMARY|ERROR SUMMARY|Error|Warning)|FAILED|gpu_sanitize:" \
