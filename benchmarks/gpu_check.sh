@@ -173,10 +173,19 @@ print('CUDA kernels registered for every op')"
 if "$PY" -c "import pytest" 2>/dev/null; then
   SUITE=test_cuda.py
   [ "${FASTRNN_FULL_SUITE:-0}" = 1 ] && SUITE=.
-  export GPU_CHECK_JSONL=$OUT/tests.jsonl GPU_CHECK_TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-60}
+  export GPU_CHECK_JSONL=$OUT/tests.jsonl GPU_CHECK_TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-60} \
+    GPU_CHECK_TRACEBACKS=$SCRATCH/tracebacks.txt
+  show_tracebacks() {  # what faulthandler wrote for a test over its timeout
+    if [ -s "$GPU_CHECK_TRACEBACKS" ]; then
+      echo "== a test ran over GPU_CHECK_TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT} s; tracebacks:"
+      head -80 "$GPU_CHECK_TRACEBACKS"
+      : > "$GPU_CHECK_TRACEBACKS"
+    fi
+  }
   : > "$GPU_CHECK_JSONL"
   PYTEST=("$PY" -m pytest -v -p gpu_check_plugin -p no:cacheprovider -rfE --durations=10)
   run_step tests 110 "${PYTEST[@]}" --junitxml="$OUT/tests.xml" $SUITE
+  show_tracebacks
   # A CUDA error stopped the session (the plugin's "stopped" line), or pytest crashed
   # or hit the per-test timeout (exit status not 0/1/5): resume the tests that have no
   # result yet in a fresh process (a fresh CUDA context).
@@ -185,6 +194,7 @@ if "$PY" -c "import pytest" 2>/dev/null; then
     if (( $(left) > 90 )); then
       run_step tests_resumed 60 env GPU_CHECK_SKIP="$GPU_CHECK_JSONL" "${PYTEST[@]}" \
         --junitxml="$OUT/tests-resumed.xml" $SUITE
+      show_tracebacks
     fi
   fi
   # The test to rerun alone with synchronous launches (the error then points at the
@@ -211,6 +221,7 @@ PY
     echo "== FIRST FAILURE to rerun (CUDA error, else hang/crash, else first failed): $FIRST"
     run_step rerun_blocking 45 env CUDA_LAUNCH_BLOCKING=1 GPU_CHECK_JSONL="$SCRATCH/rerun.jsonl" \
       "$PY" -m pytest -v -x -p gpu_check_plugin -p no:cacheprovider "$FIRST"
+    show_tracebacks
   fi
 else
   echo "== pytest is not installed: smoke checks (both CUDA paths) instead of tests/test_cuda.py"

@@ -6,8 +6,9 @@ memory access poisons for every later test:
 - GPU_CHECK_JSONL=path: one JSON line per test as it starts and as it ends (outcome,
   seconds, first lines of the failure), flushed at once: kept even if pytest is killed.
 - GPU_CHECK_TEST_TIMEOUT=seconds (default 60): a test running longer dumps every
-  thread's traceback and ends the process (faulthandler, which works even while a
-  CUDA call blocks in C); the JSON lines then show which test started and never ended.
+  thread's traceback (to GPU_CHECK_TRACEBACKS=path, else the terminal's stderr) and ends
+  the process (faulthandler, which works even while a CUDA call blocks in C); the JSON
+  lines then show which test started and never ended.
 - The first failure is printed in a banner; a failure that is a CUDA error (illegal
   memory access, launch failure, device-side assert) stops the session, since every
   later test would fail on the lost context, and says so.
@@ -17,14 +18,20 @@ memory access poisons for every later test:
 import faulthandler
 import json
 import os
-import sys
 import time
 
 import pytest
 
 CUDA_ERRORS = ("illegal memory access", "CUDA error", "unspecified launch failure",
                "device-side assert", "misaligned address", "CUBLAS_STATUS")
-_state = {"first_failure": None, "start": {}}
+_state = {"first_failure": None, "start": {}, "dump_to": None}
+
+
+def pytest_configure(config):
+    # Where a timed-out test's tracebacks go: not sys.stderr, which pytest's capture
+    # swaps for a temporary file that dies with the process.
+    path = os.environ.get("GPU_CHECK_TRACEBACKS")
+    _state["dump_to"] = open(path, "a") if path else os.fdopen(os.dup(2), "w")
 
 
 def _write(record):
@@ -64,7 +71,7 @@ def pytest_runtest_protocol(item, nextitem):
     _write({"event": "start", "nodeid": item.nodeid, "time": time.time()})
     _state["start"][item.nodeid] = time.time()
     if timeout > 0:
-        faulthandler.dump_traceback_later(timeout, exit=True, file=sys.stderr)
+        faulthandler.dump_traceback_later(timeout, exit=True, file=_state["dump_to"])
     try:
         yield
     finally:
