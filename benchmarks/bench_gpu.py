@@ -12,6 +12,10 @@ Shapes (the issue's):
 - fastrnns: PyTorch's benchmarks/fastrnns shape: seq 100, batch 64, input 512,
             hidden 512, all lengths equal (padded and packed); LSTM.
 - varlen:   the same with lengths drawn uniformly from 30-100, packed; LSTM.
+At the fastrnns and varlen shapes torch.nn is also timed with cuDNN's TF32 off
+(`torch_fp32_*`): torch's default lets cuDNN's RNNs use TF32 tensor cores while
+fastrnn's per-step GEMMs run in full float32 (ATen's matmul flag is off by default),
+so that row is the like-for-like float32 comparison.
 Targets (checked at the end, "targets" in the JSON): agnews LSTM packed >= 5x faster
 than torch.nn packed and >= 2x faster than torch.nn padded; fastrnns within 1.1x of
 cuDNN (padded); varlen packed >= 1.5x faster than cuDNN packed.
@@ -64,10 +68,13 @@ def make_run(module, x, lengths, layout, backward):
     return run
 
 
-def measure(run, min_run_time, cuda_path):
-    """Median ms and peak bytes above the baseline, with FASTRNN_CUDA_PATH set."""
+def measure(run, min_run_time, cuda_path, cudnn_tf32=True):
+    """Median ms and peak bytes above the baseline, with FASTRNN_CUDA_PATH set (and
+    cuDNN's TF32 switch as given)."""
     old = os.environ.get("FASTRNN_CUDA_PATH")
+    old_tf32 = torch.backends.cudnn.allow_tf32
     os.environ["FASTRNN_CUDA_PATH"] = cuda_path
+    torch.backends.cudnn.allow_tf32 = cudnn_tf32
     try:
         run()  # warm-up (cuDNN plans, cuBLAS handles, caching allocator)
         torch.cuda.synchronize()
@@ -79,6 +86,7 @@ def measure(run, min_run_time, cuda_path):
         timer = benchmark.Timer(stmt="run()", globals={"run": run})
         ms = timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
     finally:
+        torch.backends.cudnn.allow_tf32 = old_tf32
         if old is None:
             del os.environ["FASTRNN_CUDA_PATH"]
         else:
@@ -114,15 +122,17 @@ def run_all(min_run_time, seed, only, on_row=None):
                            hidden_size=cfg["hidden_size"],
                            pass_="forward+backward" if backward else "forward")
                 for layout in cfg["layouts"]:
-                    impls = [("fastrnn", ours, "auto"), ("torch", ref, "auto")]
+                    impls = [("fastrnn", ours, "auto", True), ("torch", ref, "auto", True)]
                     if shape == "agnews":
-                        impls.insert(1, ("fastrnn_per_step", ours, "per_step"))
-                    for name, module, path in impls:
+                        impls.insert(1, ("fastrnn_per_step", ours, "per_step", True))
+                    else:  # float32 against float32: cuDNN without TF32
+                        impls.append(("torch_fp32", ref, "auto", False))
+                    for name, module, path, tf32 in impls:
                         for p in module.parameters():
                             p.grad = None
                         try:
                             ms, peak = measure(make_run(module, x, lengths, layout, backward),
-                                               min_run_time, path)
+                                               min_run_time, path, tf32)
                         except Exception as e:  # noqa: BLE001 - record it and go on
                             print(f"FAILED {shape} {cell} {row['pass_']} {name} {layout}: "
                                   f"{e!r}", flush=True)
@@ -132,11 +142,65 @@ def run_all(min_run_time, seed, only, on_row=None):
                         row[f"{name}_{layout}_peak_bytes"] = peak
                 for layout in cfg["layouts"]:
                     row[f"speedup_{layout}"] = row[f"torch_{layout}_ms"] / row[f"fastrnn_{layout}_ms"]
+                    if f"torch_fp32_{layout}_ms" in row:
+                        row[f"speedup_fp32_{layout}"] = (row[f"torch_fp32_{layout}_ms"]
+                                                         / row[f"fastrnn_{layout}_ms"])
                 print_row(row, cfg["layouts"])
                 results.append(row)
                 if on_row is not None:
                     on_row(results, source)
     return results, source
+
+
+def launch_counts(population, seed):
+    """GPU work per fastrnn LSTM op call (forward, backward) on each CUDA path, from
+    torch.profiler's CUDA activity: kernels and memcpy/memset, per call and per time step,
+    at the AG News shape (batch 16, hidden 32, its real lengths) and the fastrnns shape
+    (T100, B64, H512). benchmarks/results/gpu-launch-counts.md has the counts read from
+    the code; this measures them (cuBLAS may run more than one kernel per GEMM)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    gen = torch.Generator().manual_seed(seed)
+    lengths = {"agnews": (sample_lengths(16, population, gen), 32),
+               "fastrnns": (torch.full((64,), 100), 512)}
+    rows = []
+    for shape, (lens, hidden) in lengths.items():
+        steps = int(lens.max())
+        bs = (lens.unsqueeze(0) > torch.arange(steps).unsqueeze(1)).sum(1)
+        tokens, batch = int(bs.sum()), int(bs[0])
+        x = [torch.randn(tokens, 4 * hidden, device="cuda"), bs,
+             torch.randn(4 * hidden, hidden, device="cuda") * hidden ** -0.5,
+             torch.randn(4 * hidden, device="cuda"), torch.randn(batch, hidden, device="cuda"),
+             torch.randn(batch, hidden, device="cuda")]
+        grads = [torch.randn(tokens, hidden, device="cuda")] + [
+            torch.randn(batch, hidden, device="cuda") for _ in range(2)]
+        for path in ("persistent", "per_step"):
+            os.environ["FASTRNN_CUDA_PATH"] = path
+            row = dict(shape=shape, path=path, steps=steps, batch=batch, hidden=hidden)
+            try:
+                fwd = torch.ops.fastrnn.lstm_forward(*x, False)
+                calls = {"forward": lambda: torch.ops.fastrnn.lstm_forward(*x, False),
+                         "backward": lambda: torch.ops.fastrnn.lstm_backward(
+                             *grads, bs, x[2], x[4], x[5], fwd[0], fwd[3], False)}
+                for name, call in calls.items():
+                    call()
+                    torch.cuda.synchronize()
+                    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                        call()
+                        torch.cuda.synchronize()
+                    names = [e.name for e in prof.events()
+                             if e.device_type == torch.autograd.DeviceType.CUDA]
+                    copies = sum(1 for n in names if "memcpy" in n.lower() or "memset" in n.lower())
+                    row[f"{name}_kernels"] = len(names) - copies
+                    row[f"{name}_copies"] = copies
+                    row[f"{name}_per_step"] = len(names) / steps
+            except RuntimeError as e:  # e.g. the persistent kernels do not fit hidden 512
+                row["error"] = repr(e)[:200]
+            finally:
+                del os.environ["FASTRNN_CUDA_PATH"]
+            print(f"launches {row}", flush=True)
+            rows.append(row)
+    return rows
 
 
 def print_row(row, layouts):
@@ -146,6 +210,8 @@ def print_row(row, layouts):
         parts.append(f"{key[:-3]}={row[key]:.3f}ms")
     for layout in layouts:
         parts.append(f"speedup_{layout}={row[f'speedup_{layout}']:.2f}x")
+        if f"speedup_fp32_{layout}" in row:
+            parts.append(f"speedup_fp32_{layout}={row[f'speedup_fp32_{layout}']:.2f}x")
     mem = [f"{k[:-11]}={row[k] / 2**20:.1f}MiB" for k in sorted(row) if k.endswith("_peak_bytes")]
     print(" ".join(parts), flush=True)
     print("    peak memory: " + " ".join(mem), flush=True)
@@ -165,6 +231,8 @@ def check_targets(results):
              "agnews LSTM packed >= 2x faster than torch.nn padded (cuDNN)"),
             ("fastrnns", ("fastrnn_padded_ms", "torch_padded_ms"), 1 / 1.1,
              "fastrnns LSTM within 1.1x of cuDNN (padded)"),
+            ("fastrnns", ("fastrnn_padded_ms", "torch_fp32_padded_ms"), 1 / 1.1,
+             "fastrnns LSTM within 1.1x of cuDNN without TF32 (padded; float32 vs float32)"),
             ("varlen", ("fastrnn_packed_ms", "torch_packed_ms"), 1.5,
              "varlen LSTM packed >= 1.5x faster than cuDNN packed"),
         ]:
@@ -210,6 +278,11 @@ def main():
                 json.dump(dict(machine=info, lengths_source=source, complete=complete,
                                results=results, targets=targets), f, indent=1)
 
+    population, _ = length_population()
+    try:
+        info["launches"] = launch_counts(population, args.seed)
+    except Exception as e:  # noqa: BLE001 - the timings matter more
+        print(f"launch counts failed: {e!r}", flush=True)
     results, source = run_all(args.min_run_time, args.seed, args.shapes, on_row=dump)
     targets = check_targets(results)
     dump(results, source, targets, complete=True)

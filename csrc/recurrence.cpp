@@ -74,17 +74,20 @@ BackwardBuffers::BackwardBuffers(CellKind kind, const at::Tensor& grad_output_,
                                  const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
                                  const at::Tensor& weight_hh_, const at::Tensor& h0_,
                                  const at::Tensor& c0_, const at::Tensor& output_,
-                                 const at::Tensor& workspace_)
+                                 const at::Tensor& workspace_, bool fresh_state_grads)
     : output(output_.contiguous()),
       workspace(workspace_.contiguous()),
       grad_output(grad_output_.contiguous()),
-      weight_hh(to_compute_dtype(weight_hh_).contiguous()),
+      weight_hh(fresh_state_grads ? at::Tensor() : to_compute_dtype(weight_hh_).contiguous()),
       h0(h0_.contiguous()) {
   const bool has_cell = kind == CellKind::LSTM;
-  const int64_t H = weight_hh.size(1), GH = gate_count(kind) * H, N = output.size(0);
+  const int64_t H = weight_hh_.size(1), GH = gate_count(kind) * H, N = output.size(0);
   c0 = has_cell ? c0_.contiguous() : at::Tensor();
-  dh = grad_h_n.contiguous().clone();
-  dc = has_cell ? grad_c_n.contiguous().clone() : at::Tensor();
+  auto state_grad = [&](const at::Tensor& g) {
+    return fresh_state_grads ? at::empty(g.sizes(), g.options()) : g.contiguous().clone();
+  };
+  dh = state_grad(grad_h_n);
+  dc = has_cell ? state_grad(grad_c_n) : at::Tensor();
   dgx = at::empty({N, GH}, output.options());
   dgh = kind == CellKind::GRU ? at::empty({N, GH}, output.options()) : dgx;
   h_prev = at::empty({N, H}, output.options());

@@ -125,10 +125,15 @@ struct BackwardResult {
 // per token dgx = dL/d(input_proj) [N, G*H], dgh = dL/d(W_hh h + b_hh) [N, G*H]
 // (the same tensor as dgx unless GRU) and h_prev = h_{t-1} [N, H]; weight_hh in the
 // compute dtype.
+// `fresh_state_grads` (the persistent CUDA kernels, which read grad_h_n/grad_c_n
+// themselves): dh and dc are left uninitialised instead of copies of grad_h_n/grad_c_n,
+// and weight_hh is left undefined (those kernels read the op's own weight_hh): two or
+// three fewer device copies.
 struct BackwardBuffers {
   BackwardBuffers(CellKind kind, const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                   const at::Tensor& grad_c_n, const at::Tensor& weight_hh, const at::Tensor& h0,
-                  const at::Tensor& c0, const at::Tensor& output, const at::Tensor& workspace);
+                  const at::Tensor& c0, const at::Tensor& output, const at::Tensor& workspace,
+                  bool fresh_state_grads = false);
   // After the time loop: grad_weight_hh = dgh^T @ h_prev and grad_bias_hh = the sum of
   // dgh over tokens, one GEMM and one reduction (no atomics: deterministic).
   BackwardResult finish() const;

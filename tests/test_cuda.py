@@ -364,3 +364,77 @@ def test_cuda_int64_offsets(monkeypatch):
     last = results["persistent"][0]
     want = torch.tanh(proj[-tail + batch: -(batch // 2)] + last[:batch] @ w.t())
     torch.testing.assert_close(last[batch: 2 * batch], want, rtol=1e-4, atol=1e-4)
+
+
+def capture_and_compare(run, inputs, other_work):
+    """Captures run() in a CUDA graph, does other_work(), writes new values into the
+    captured inputs, replays, and checks the replay against run() called eagerly."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):  # warm-up: cuBLAS handles and workspaces, allocator pools
+            run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = run()
+    other_work()
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    for t in inputs:
+        t.copy_(torch.randn(t.shape, generator=gen, device="cuda", dtype=t.dtype) * 0.5)
+    graph.replay()
+    want = run()
+    torch.cuda.synchronize()
+    for got, w in zip(captured, want):
+        torch.testing.assert_close(got, w, rtol=1e-5, atol=1e-5)
+
+
+def op_pair(cell, batch_sizes, hidden, reverse):
+    """run() of the op's forward and backward on fixed tensors, and the float inputs."""
+    args = op_args(cell, dtype=torch.float32, batch_sizes=batch_sizes, hidden=hidden,
+                   device="cuda", requires_grad=False)
+    forward = getattr(torch.ops.fastrnn, f"{cell}_forward").default
+    backward = getattr(torch.ops.fastrnn, f"{cell}_backward").default
+    tokens, batch = sum(batch_sizes), batch_sizes[0]
+    grads = [torch.randn(tokens, hidden, device="cuda")] + [
+        torch.randn(batch, hidden, device="cuda") for _ in range(2 if cell == "lstm" else 1)]
+
+    def run():
+        fwd = forward(*args, reverse)
+        states = [args[4]] + ([args[5]] if cell == "lstm" else [])
+        bwd = backward(*grads, args[1], args[2], *states, fwd[0], fwd[-1], reverse)
+        return list(fwd[:-1]) + list(bwd)
+
+    inputs = [a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()] + grads
+    return run, inputs
+
+
+@pytest.mark.parametrize("cell", ALL_CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cuda_graph_capture_and_replay(cell, reverse, cuda_path):
+    # The persistent kernels take batch_sizes (run-length encoded) by value in their
+    # parameters, so a replay reads no host buffer of the captured call. Between capture
+    # and replay, calls with other batch_sizes reuse pinned and device memory.
+    run, inputs = op_pair(cell, (5, 3, 3, 1), 9, reverse)
+    other, _ = op_pair(cell, (7, 7, 6, 2, 1, 1), 9, not reverse)
+    capture_and_compare(run, inputs, lambda: [other() for _ in range(3)])
+
+
+def test_cuda_graph_capture_with_more_step_runs_than_parameters_hold(monkeypatch):
+    # 400 distinct batch sizes: more runs than kMaxStepRuns (384). Eagerly the persistent
+    # kernels read them from a device copy; under capture auto takes the per-step path
+    # and forcing the persistent one is a clear error.
+    batch_sizes = tuple(range(400, 0, -1))
+    run, inputs = op_pair("rnn_tanh", batch_sizes, 4, False)
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", "persistent")
+    eager = run()
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", "per_step")
+    for got, want in zip(eager, run()):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", "auto")
+    capture_and_compare(run, inputs, lambda: None)
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", "persistent")
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="under CUDA graph capture"):
+        with torch.cuda.graph(graph):
+            run()

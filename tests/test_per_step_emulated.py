@@ -95,3 +95,51 @@ def check_one(emulated, cell, dtype, gates, saved, has_cell, H, batch_sizes, rev
     names = ["grad_input_proj", "grad_weight_hh", "grad_bias_hh", "grad_h0", "grad_c0"]
     for name, g, w in zip(names, result, expect):
         torch.testing.assert_close(g, w, **tol, msg=lambda m, n=name: f"{n}, {where}: {m}")
+
+
+# ATen ops that launch one CUDA kernel each on a GPU (cuBLAS GEMMs counted as one: cuBLAS
+# may add a split-K reduction, which only a GPU profile shows; bench_gpu.py records one).
+# Not aten::fill_: the CPU sum fills its output first, the CUDA one does not.
+LAUNCHING_OPS = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::copy_", "aten::sum",
+                 "aten::add_", "aten::mul"}
+
+
+def count_launches(emulated, fn):
+    """Device work items of fn() on the emulated per-step path: pointwise kernel launches
+    plus launching ATen ops (GEMMs, copies, reductions)."""
+    emulated.launches()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    aten = sum(1 for e in prof.events() if e.name in LAUNCHING_OPS)
+    return emulated.launches() + aten
+
+
+@pytest.mark.parametrize("cell", list(CELL_CODES))
+def test_per_step_launches_per_time_step(emulated, cell):
+    # Forward: one GEMM and one pointwise kernel per step (bias_hh added in the pointwise
+    # kernel), plus copying h0 (and c0) into the running state. Backward: one pointwise
+    # kernel and one GEMM per step, plus copying grad_h_n (and grad_c_n), and after the
+    # loop one GEMM (grad_weight_hh) and one reduction (grad_bias_hh).
+    # benchmarks/results/gpu-launch-counts.md tabulates these.
+    gates, saved, has_cell = CELLS[cell]
+    code, H = CELL_CODES[cell], 4
+    state_copies = 2 if has_cell else 1
+    for batch_sizes in ((3, 3, 3, 3), (5, 4, 2, 2, 1, 1, 1)):
+        T = len(batch_sizes)
+        bs = torch.tensor(batch_sizes)
+        N, B = int(bs.sum()), batch_sizes[0]
+        gx, weight = torch.randn(N, gates * H), torch.randn(gates * H, H)
+        bias = torch.randn(gates * H)
+        h0 = torch.randn(B, H)
+        c0 = torch.randn(B, H) if has_cell else torch.empty(0)
+        for reverse in (False, True):
+            fwd = []
+            n = count_launches(emulated, lambda: fwd.append(
+                emulated.forward(code, gx, bs, weight, bias, h0, c0, reverse, True)))
+            assert n == 2 * T + state_copies, (cell, batch_sizes, reverse, n)
+            out, ws = fwd[0][0], fwd[0][3]
+            gc_n = torch.randn(B, H) if has_cell else torch.empty(0)
+            n = count_launches(emulated, lambda: emulated.backward(
+                code, torch.randn(N, H), torch.randn(B, H), gc_n, bs, weight, h0, c0, out, ws,
+                reverse))
+            assert n == 2 * T + state_copies + 2, (cell, batch_sizes, reverse, n)

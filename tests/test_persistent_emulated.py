@@ -29,10 +29,11 @@ MAX_ROWS = 4
 
 class Args(ctypes.Structure):
     _fields_ = ([("steps", ctypes.c_int64), ("batch", ctypes.c_int64)]
-                + [(n, ctypes.c_int) for n in ("H", "rows", "threads", "reverse", "keep_saved")]
+                + [(n, ctypes.c_int) for n in ("H", "rows", "threads", "reverse", "keep_saved",
+                                                "external_runs")]
                 + [(n, ctypes.c_void_p) for n in (
-                    "sizes", "offsets", "a", "w", "b", "h0", "c0", "out_in", "saved_in", "out",
-                    "saved", "h_n", "c_n", "dgx", "dgh", "h_prev")])
+                    "sizes", "a", "w", "b", "h0", "c0", "out_in", "saved_in", "out",
+                    "saved", "h_n", "c_n", "dgx", "dgh", "h_prev", "dh0", "dc0")])
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +56,13 @@ def ptr(t):
     return None if t is None else t.data_ptr()
 
 
-def run_kernel(emulate, forward, cell, weight_code, steps_info, H, rows, threads, reverse,
-               tensors, dtype, keep_saved=True):
-    sizes, offsets = steps_info
+def run_kernel(emulate, forward, cell, weight_code, sizes, H, rows, threads, reverse,
+               tensors, dtype, keep_saved=True, external_runs=False):
+    # external_runs: the step table in a separate buffer (persistent.cu's fallback beyond
+    # kMaxStepRuns runs) instead of by value in the kernel parameters.
     args = Args(steps=len(sizes), batch=int(sizes[0]), H=H, rows=rows, threads=threads,
-                reverse=int(reverse), keep_saved=int(keep_saved), sizes=ptr(sizes),
-                offsets=ptr(offsets),
+                reverse=int(reverse), keep_saved=int(keep_saved),
+                external_runs=int(external_runs), sizes=ptr(sizes),
                 **{k: ptr(v) for k, v in tensors.items()})
     ok = emulate(int(forward), CELL_CODES[cell], int(dtype == torch.float64), weight_code,
                  ctypes.byref(args))
@@ -86,12 +88,14 @@ def test_persistent_kernels_match_cpu_ops(emulator, cell, weights):
         for case_index, batch_sizes in enumerate(CASES):
             for reverse in (False, True):
                 rows = 1 + (case_index + reverse + H) % MAX_ROWS
+                external_runs = (case_index + H) % 2 == 1
                 check_one(emulator, cell, weight_dtype, weight_code, dtype, gates, saved,
-                          has_cell, H, threads, batch_sizes, reverse, rows, gen, tol)
+                          has_cell, H, threads, batch_sizes, reverse, rows, gen, tol,
+                          external_runs)
 
 
 def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has_cell, H,
-              threads, batch_sizes, reverse, rows, gen, tol):
+              threads, batch_sizes, reverse, rows, gen, tol, external_runs=False):
     bs = torch.tensor(batch_sizes, dtype=torch.int64)
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), bs.cumsum(0)[:-1]])
     N, B, GH = int(bs.sum()), batch_sizes[0], gates * H
@@ -111,10 +115,11 @@ def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has
     out, h_n = torch.empty(N, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
     ws = torch.empty(N if saved else 0, saved * H, dtype=dtype)
     c_n = torch.empty(B, H, dtype=dtype) if has_cell else None
-    run_kernel(emulate, True, cell, weight_code, (bs, offsets), H, rows, threads, reverse,
+    run_kernel(emulate, True, cell, weight_code, bs, H, rows, threads, reverse,
                dict(a=gx, w=weight, b=bias, h0=h0, c0=c0, out=out, saved=ws, h_n=h_n, c_n=c_n),
-               dtype)
-    where = f"{cell} H={H} batch_sizes={batch_sizes} reverse={reverse} rows={rows}"
+               dtype, external_runs=external_runs)
+    where = (f"{cell} H={H} batch_sizes={batch_sizes} reverse={reverse} rows={rows} "
+             f"external_runs={external_runs}")
     torch.testing.assert_close(out, want_out, **tol, msg=lambda m: f"output, {where}: {m}")
     torch.testing.assert_close(h_n, want_h, **tol, msg=lambda m: f"h_n, {where}: {m}")
     if has_cell:
@@ -127,9 +132,9 @@ def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has
     scratch = torch.full((B + 1, saved * H), float("nan"), dtype=dtype)
     out2, h_n2 = torch.empty_like(out), torch.empty_like(h_n)
     c_n2 = torch.empty_like(c_n) if has_cell else None
-    run_kernel(emulate, True, cell, weight_code, (bs, offsets), H, rows, threads, reverse,
+    run_kernel(emulate, True, cell, weight_code, bs, H, rows, threads, reverse,
                dict(a=gx, w=weight, b=bias, h0=h0, c0=c0, out=out2, saved=scratch, h_n=h_n2,
-                    c_n=c_n2), dtype, keep_saved=False)
+                    c_n=c_n2), dtype, keep_saved=False, external_runs=external_runs)
     for got, ref in ((out2, out), (h_n2, h_n), (c_n2, c_n)):
         if ref is not None:
             torch.testing.assert_close(got, ref, rtol=0, atol=0, msg=lambda m: f"{where}: {m}")
@@ -149,14 +154,16 @@ def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has
     grads_in = [gout, gh_n] + ([gc_n] if has_cell else [])
     states = [h0] + ([c0] if has_cell else [])
     expect = backward_op(*grads_in, bs, weight.to(dtype), *states, want_out, want_ws, reverse)
-    dh, dc = gh_n.clone(), (gc_n.clone() if has_cell else None)
+    dh0 = torch.empty(B, H, dtype=dtype)
+    dc0 = torch.empty(B, H, dtype=dtype) if has_cell else None
     dgx = torch.empty(N, GH, dtype=dtype)
     dgh = torch.empty(N, GH, dtype=dtype) if cell == "gru" else dgx
     h_prev = torch.empty(N, H, dtype=dtype)
-    run_kernel(emulate, False, cell, weight_code, (bs, offsets), H, rows, threads, reverse,
+    run_kernel(emulate, False, cell, weight_code, bs, H, rows, threads, reverse,
                dict(a=gout, w=weight, h0=h0, c0=c0, out_in=want_out, saved_in=want_ws,
-                    h_n=dh, c_n=dc, dgx=dgx, dgh=dgh, h_prev=h_prev), dtype)
-    got = [dgx, dgh.t() @ h_prev, dgh.sum(0), dh] + ([dc] if has_cell else [])
+                    h_n=gh_n, c_n=gc_n, dgx=dgx, dgh=dgh, h_prev=h_prev, dh0=dh0, dc0=dc0),
+               dtype, external_runs=external_runs)
+    got = [dgx, dgh.t() @ h_prev, dgh.sum(0), dh0] + ([dc0] if has_cell else [])
     names = ["grad_input_proj", "grad_weight_hh", "grad_bias_hh", "grad_h0", "grad_c0"]
     for name, g, w in zip(names, got, expect):
         torch.testing.assert_close(g, w, **tol, msg=lambda m, n=name: f"{n}, {where}: {m}")
@@ -185,3 +192,15 @@ def test_persistent_kernels_have_no_data_races(tmp_path):
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     assert "ThreadSanitizer" not in run.stderr
     assert run.stdout.startswith("launches 64 failures 0"), run.stdout
+
+
+@pytest.mark.parametrize("batch", [384, 385], ids=["runs-by-value", "runs-external"])
+def test_persistent_kernels_step_table_capacity(emulator, batch):
+    # batch_sizes of `batch` distinct lengths is `batch` runs: 384 (kMaxStepRuns) travel in
+    # the kernel parameters, 385 fall back to the external table; both walk alike.
+    gen = torch.Generator().manual_seed(batch)
+    for cell in ("lstm", "rnn_tanh"):
+        gates, saved, has_cell = CELLS[cell]
+        check_one(emulator, cell, torch.float64, 0, torch.float64, gates, saved, has_cell, 3, 32,
+                  tuple(range(batch, 0, -1)), cell == "lstm", MAX_ROWS, gen,
+                  dict(rtol=1e-12, atol=1e-12))

@@ -7,7 +7,11 @@
 // Each block copies weight_hh into shared memory once, keeps the state of its
 // rows (h and c forward, dh and dc backward) in shared memory, and walks all
 // time steps, at each step t working on its rows r < batch_sizes[t] only.
-// batch_sizes and the step offsets reach the device in one copy per call.
+// batch_sizes travels run-length encoded in the kernel's parameter struct
+// (persistent_kernels.cuh), so a launch is one kernel and nothing else, and a
+// CUDA graph that captures it replays it with the right table. Only a table of
+// more than kMaxStepRuns runs needs a device copy (one host-to-device copy per
+// call); under graph capture such a call takes the per-step path instead.
 //
 // Outputs and workspace have exactly the per-step path's layout
 // (recurrence_cuda.cu), so either backward consumes either forward's workspace;
@@ -21,10 +25,16 @@
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 
+#include <c10/cuda/CUDAFunctions.h>
+
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "persistent.h"
 
@@ -64,30 +74,69 @@ Launch plan(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_siz
           persistent_smem_bytes(gate_count(kind), H, weight_elem_size, elem_size, rows)};
 }
 
-// Allows `kernel` more than 48 KiB of dynamic shared memory when it needs it. The
-// attribute is per kernel and device and only a cap, so it is always set to the device's
-// maximum: a call with a smaller size on another host thread never lowers it under a
-// launch that needs more.
-template <typename K>
-void allow_smem(K kernel, int64_t bytes) {
-  if (bytes > 48 * 1024) {
-    const int optin = static_cast<int>(at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin);
+// Allows kKernel more than 48 KiB of dynamic shared memory when it needs it, once per
+// kernel and device (the attribute is per kernel and device, and only a cap, so it is set
+// to the device's maximum: a call with a smaller size never lowers it under a launch that
+// needs more).
+template <auto kKernel>
+void allow_smem(int64_t bytes) {
+  if (bytes <= 48 * 1024) return;
+  static std::once_flag done[C10_COMPILE_TIME_MAX_GPUS];
+  const c10::DeviceIndex device = c10::cuda::current_device();
+  std::call_once(done[device], [] {  // an exception leaves the flag unset: retried next call
+    const int optin =
+        static_cast<int>(at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin);
     C10_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
-  }
+        cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+  });
 }
 
-// batch_sizes and step offsets on the device: one [2, T] int64 copy from pinned
-// memory, ordered on the current stream before the kernel.
-at::Tensor device_steps(const PackedSteps& steps, const at::Device& device) {
-  const int64_t T_ = steps.steps();
-  at::Tensor host = at::empty({2, T_}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
-  if (T_ > 0) {
-    int64_t* p = host.data_ptr<int64_t>();
-    std::memcpy(p, steps.sizes.data(), T_ * sizeof(int64_t));
-    std::memcpy(p + T_, steps.offsets.data(), T_ * sizeof(int64_t));
+bool capturing() {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  C10_CUDA_CHECK(cudaStreamIsCapturing(at::cuda::getCurrentCUDAStream(), &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
+int64_t run_count(const PackedSteps& steps) {
+  int64_t runs = 0;
+  for (int64_t t = 0; t < steps.steps(); ++t) {
+    runs += t == 0 || steps.sizes[t] != steps.sizes[t - 1];
   }
-  return host.to(device, at::kLong, /*non_blocking=*/true);
+  return runs;
+}
+
+// Fills the walk of a launch; returns the device copy of the step runs when there are
+// more than kMaxStepRuns (else an undefined tensor: the runs are in p.runs). The copy is
+// stream-ordered before the kernel, and the caching allocator reuses its memory only
+// after what is queued on the stream, so it may be freed right after the launch.
+at::Tensor fill_shape(PersistentShape& p, const PackedSteps& steps, int64_t tokens,
+                      int64_t batch, int64_t H, const Launch& L, bool reverse,
+                      const at::Device& device) {
+  p.steps = steps.steps();
+  p.tokens = tokens;
+  p.batch = batch;
+  p.H = static_cast<int>(H);
+  p.rows_per_block = L.rows;
+  p.reverse = reverse;
+  p.runs_ext = nullptr;
+  const std::vector<int32_t> runs = step_runs(steps.sizes.data(), steps.steps());
+  const int64_t count = static_cast<int64_t>(runs.size()) / 2;
+  p.runs.count = static_cast<int32_t>(count);
+  if (count <= kMaxStepRuns) {
+    std::copy(runs.begin(), runs.begin() + count, p.runs.size);
+    std::copy(runs.begin() + count, runs.end(), p.runs.len);
+    return at::Tensor();
+  }
+  // use_persistent keeps such calls off this path under graph capture: the copy below
+  // would replay from a host buffer that is long gone.
+  TORCH_CHECK(!capturing(), "fastrnn: internal error: a step table of ", count,
+              " runs on the persistent path under CUDA graph capture");
+  at::Tensor host =
+      at::empty({2 * count}, at::TensorOptions().dtype(at::kInt).pinned_memory(true));
+  std::memcpy(host.data_ptr<int32_t>(), runs.data(), runs.size() * sizeof(int32_t));
+  at::Tensor dev = host.to(device, at::kInt, /*non_blocking=*/true);
+  p.runs_ext = dev.const_data_ptr<int32_t>();
+  return dev;
 }
 
 template <typename T, typename Cell, typename W>
@@ -97,7 +146,6 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
                            bool keep_workspace, CellKind kind) {
   constexpr int64_t S = Cell::kSaved;
   const int64_t H = weight_hh.size(1), N = input_proj.size(0), batch = h0.size(0);
-  const int64_t T_ = steps.steps();
   at::Tensor gx = input_proj.contiguous();
   at::Tensor w = weight_hh.contiguous();
   at::Tensor bias = bias_hh.has_value() ? bias_hh->contiguous() : at::Tensor();
@@ -112,18 +160,29 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
   at::Tensor c_n = Cell::kHasCell ? at::empty_like(c0_t) : at::Tensor();
   const at::Tensor result_ws = keep_workspace ? workspace : workspace.new_empty({0, S * H});
   if (batch == 0) return {output, h_n, c_n, result_ws};
+  if (steps.steps() == 0) {  // nothing to walk: h_n = h0
+    h_n.copy_(h0_t);
+    if (Cell::kHasCell) c_n.copy_(c0_t);
+    return {output, h_n, c_n, result_ws};
+  }
 
-  at::Tensor dev = device_steps(steps, input_proj.device());
   const Launch L = plan(kind, H, sizeof(W), sizeof(T), batch);
-  auto kernel = persistent_forward_kernel<T, Cell, W>;
-  allow_smem(kernel, L.smem);
-  kernel<<<L.blocks, L.threads, L.smem, at::cuda::getCurrentCUDAStream()>>>(
-      T_, batch, static_cast<int>(H), L.rows, reverse, keep_workspace,
-      dev.const_data_ptr<int64_t>(), dev.const_data_ptr<int64_t>() + T_,
-      gx.const_data_ptr<T>(), w.const_data_ptr<W>(),
-      bias.defined() ? bias.const_data_ptr<T>() : nullptr, h0_t.const_data_ptr<T>(),
-      Cell::kHasCell ? c0_t.const_data_ptr<T>() : nullptr, output.data_ptr<T>(),
-      workspace.data_ptr<T>(), h_n.data_ptr<T>(), Cell::kHasCell ? c_n.data_ptr<T>() : nullptr);
+  PersistentForwardParams<T, W> p{};
+  const at::Tensor runs_ext =
+      fill_shape(p, steps, N, batch, H, L, reverse, input_proj.device());
+  p.keep_saved = keep_workspace;
+  p.gx = gx.const_data_ptr<T>();
+  p.w = w.const_data_ptr<W>();
+  p.bias = bias.defined() ? bias.const_data_ptr<T>() : nullptr;
+  p.h0 = h0_t.const_data_ptr<T>();
+  p.c0 = Cell::kHasCell ? c0_t.const_data_ptr<T>() : nullptr;
+  p.out = output.data_ptr<T>();
+  p.saved = workspace.data_ptr<T>();
+  p.h_n = h_n.data_ptr<T>();
+  p.c_n = Cell::kHasCell ? c_n.data_ptr<T>() : nullptr;
+  constexpr auto kernel = persistent_forward_kernel<T, Cell, W>;
+  allow_smem<kernel>(L.smem);
+  kernel<<<L.blocks, L.threads, L.smem, at::cuda::getCurrentCUDAStream()>>>(p);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {output, h_n, c_n, result_ws};
 }
@@ -134,24 +193,39 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
                              const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
                              const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& output,
                              const at::Tensor& workspace, bool reverse) {
-  const int64_t H = weight_hh.size(1), batch = h0.size(0), T_ = steps.steps();
+  const int64_t H = weight_hh.size(1), batch = h0.size(0), N = output.size(0);
+  // The kernel reads grad_h_n/grad_c_n and the op's weight_hh (16-bit weights stay 16-bit)
+  // itself: no copies of them in the buffers.
   BackwardBuffers buf(kind, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output,
-                      workspace);
-  if (batch > 0) {
-    at::Tensor dev = device_steps(steps, output.device());
+                      workspace, /*fresh_state_grads=*/true);
+  if (batch > 0 && steps.steps() > 0) {
     const Launch L = plan(kind, H, sizeof(W), sizeof(T), batch);
-    auto kernel = persistent_backward_kernel<T, Cell, W>;
-    at::Tensor w = weight_hh.contiguous();  // buf.weight_hh is in the compute dtype
-    allow_smem(kernel, L.smem);
-    kernel<<<L.blocks, L.threads, L.smem, at::cuda::getCurrentCUDAStream()>>>(
-        T_, batch, static_cast<int>(H), L.rows, reverse, dev.const_data_ptr<int64_t>(),
-        dev.const_data_ptr<int64_t>() + T_, buf.grad_output.const_data_ptr<T>(),
-        w.const_data_ptr<W>(), buf.h0.const_data_ptr<T>(),
-        Cell::kHasCell ? buf.c0.const_data_ptr<T>() : nullptr, buf.output.const_data_ptr<T>(),
-        buf.workspace.const_data_ptr<T>(), buf.dh.data_ptr<T>(),
-        Cell::kHasCell ? buf.dc.data_ptr<T>() : nullptr, buf.dgx.data_ptr<T>(),
-        buf.dgh.data_ptr<T>(), buf.h_prev.data_ptr<T>());
+    const at::Tensor w = weight_hh.contiguous();
+    const at::Tensor dh_n = grad_h_n.contiguous();
+    const at::Tensor dc_n = Cell::kHasCell ? grad_c_n.contiguous() : at::Tensor();
+    PersistentBackwardParams<T, W> p{};
+    const at::Tensor runs_ext = fill_shape(p, steps, N, batch, H, L, reverse, output.device());
+    p.gout = buf.grad_output.const_data_ptr<T>();
+    p.w = w.const_data_ptr<W>();
+    p.h0 = buf.h0.const_data_ptr<T>();
+    p.c0 = Cell::kHasCell ? buf.c0.const_data_ptr<T>() : nullptr;
+    p.out = buf.output.const_data_ptr<T>();
+    p.saved = buf.workspace.const_data_ptr<T>();
+    p.dh_n = dh_n.const_data_ptr<T>();
+    p.dc_n = Cell::kHasCell ? dc_n.const_data_ptr<T>() : nullptr;
+    p.dh0 = buf.dh.data_ptr<T>();
+    p.dc0 = Cell::kHasCell ? buf.dc.data_ptr<T>() : nullptr;
+    p.dgx = buf.dgx.data_ptr<T>();
+    p.dgh = buf.dgh.data_ptr<T>();
+    p.h_prev = buf.h_prev.data_ptr<T>();
+    constexpr auto kernel = persistent_backward_kernel<T, Cell, W>;
+    allow_smem<kernel>(L.smem);
+    kernel<<<L.blocks, L.threads, L.smem, at::cuda::getCurrentCUDAStream()>>>(p);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
+  } else {
+    // Nothing to walk: grad_h0 = grad_h_n.
+    buf.dh.copy_(grad_h_n);
+    if (Cell::kHasCell) buf.dc.copy_(grad_c_n);
   }
   return buf.finish();
 }
@@ -165,10 +239,10 @@ int resident_blocks(CellKind kind, int64_t weight_elem_size, int64_t elem_size,
     using T = decltype(type_tag);
     auto count = [&](auto weight_tag) {
       using W = decltype(weight_tag);
-      auto forward = persistent_forward_kernel<T, decltype(cell), W>;
-      auto backward = persistent_backward_kernel<T, decltype(cell), W>;
-      allow_smem(forward, L.smem);
-      allow_smem(backward, L.smem);
+      constexpr auto forward = persistent_forward_kernel<T, decltype(cell), W>;
+      constexpr auto backward = persistent_backward_kernel<T, decltype(cell), W>;
+      allow_smem<forward>(L.smem);
+      allow_smem<backward>(L.smem);
       int f = 0, b = 0;
       C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&f, forward, L.threads, L.smem));
       C10_CUDA_CHECK(
@@ -182,8 +256,8 @@ int resident_blocks(CellKind kind, int64_t weight_elem_size, int64_t elem_size,
 
 }  // namespace
 
-bool use_persistent(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_size,
-                    int64_t batch) {
+bool use_persistent(CellKind kind, const PackedSteps& steps, int64_t H,
+                    int64_t weight_elem_size, int64_t elem_size, int64_t batch) {
   const char* env = std::getenv("FASTRNN_CUDA_PATH");
   const std::string mode = env && *env ? env : "auto";
   TORCH_CHECK(mode == "auto" || mode == "persistent" || mode == "per_step",
@@ -193,16 +267,22 @@ bool use_persistent(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t 
   const int64_t need = persistent_smem_bytes(gate_count(kind), H, weight_elem_size, elem_size,
                                              kPersistentMaxRows);
   const int64_t have = static_cast<int64_t>(prop->sharedMemPerBlockOptin);
-  const bool fits = H >= 1 && need <= have;
+  const bool fits = H >= 1 && need <= have && batch <= INT32_MAX;
+  // Under CUDA graph capture the step table must travel in the kernel parameters.
+  const int64_t runs = run_count(steps);
+  const bool graph_safe = runs <= kMaxStepRuns || !capturing();
   if (mode == "persistent") {
     TORCH_CHECK(fits, "fastrnn: FASTRNN_CUDA_PATH=persistent, but the persistent CUDA kernels of ",
                 cell_name(kind), " with hidden_size ", H, " and ", weight_elem_size * 8,
                 "-bit weights",
                 " need ", need, " bytes of shared memory per block and ", prop->name, " allows ",
                 have, "; use FASTRNN_CUDA_PATH=auto or per_step for this size");
+    TORCH_CHECK(graph_safe, "fastrnn: FASTRNN_CUDA_PATH=persistent under CUDA graph capture "
+                "needs batch_sizes made of at most ", kMaxStepRuns, " runs of equal values, "
+                "got ", runs, "; use FASTRNN_CUDA_PATH=auto or per_step for this batch");
     return true;
   }
-  if (!fits) return false;
+  if (!fits || !graph_safe) return false;
   // Only when all blocks run at once: a second wave would walk the whole sequence again
   // after the first, where the per-step path takes every row in each step's GEMM.
   const Launch L = plan(kind, H, weight_elem_size, elem_size, batch);

@@ -19,11 +19,13 @@ namespace cuda {
 
 // Whether this call takes the persistent path: FASTRNN_CUDA_PATH=per_step -> no;
 // persistent -> yes, or a clear error when the kernels do not fit the current
-// device; auto (or unset) -> yes when they fit (persistent_smem_bytes with
-// kPersistentMaxRows rows <= the device's opt-in shared memory per block) and all
-// blocks of the launch are resident at once (one wave: occupancy x SMs).
-bool use_persistent(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_size,
-                    int64_t batch);
+// device (or, under CUDA graph capture, batch_sizes has more than kMaxStepRuns runs);
+// auto (or unset) -> yes when they fit (persistent_smem_bytes with kPersistentMaxRows
+// rows <= the device's opt-in shared memory per block), all blocks of the launch are
+// resident at once (one wave: occupancy x SMs), and, under graph capture, the step
+// table fits the kernel parameters.
+bool use_persistent(CellKind kind, const PackedSteps& steps, int64_t H, int64_t weight_elem_size,
+                    int64_t elem_size, int64_t batch);
 
 // The persistent path; same contract as recurrence_forward/recurrence_backward
 // (recurrence.h), and the same output/workspace layout as the per-step path, so

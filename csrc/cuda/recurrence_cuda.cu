@@ -22,8 +22,8 @@ ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
                                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
                                  const at::Tensor& c0, bool reverse, bool keep_workspace) {
   c10::cuda::CUDAGuard guard(input_proj.device());
-  if (use_persistent(kind, weight_hh.size(1), weight_hh.element_size(), input_proj.element_size(),
-                     h0.size(0))) {
+  if (use_persistent(kind, steps, weight_hh.size(1), weight_hh.element_size(),
+                     input_proj.element_size(), h0.size(0))) {
     return persistent_forward(kind, steps, input_proj, weight_hh, bias_hh, h0, c0, reverse,
                               keep_workspace);
   }
@@ -40,8 +40,8 @@ BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
                                    const at::Tensor& output, const at::Tensor& workspace,
                                    bool reverse) {
   c10::cuda::CUDAGuard guard(output.device());
-  if (use_persistent(kind, weight_hh.size(1), weight_hh.element_size(), output.element_size(),
-                     h0.size(0))) {
+  if (use_persistent(kind, steps, weight_hh.size(1), weight_hh.element_size(),
+                     output.element_size(), h0.size(0))) {
     return persistent_backward(kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0,
                                output, workspace, reverse);
   }

@@ -11,6 +11,7 @@
 #define __host__
 #define __shared__
 #define __launch_bounds__(n)
+#define __grid_constant__
 #define __align__(n) __attribute__((aligned(n)))
 
 struct EmulatedDim3 {

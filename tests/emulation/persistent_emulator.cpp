@@ -1,11 +1,14 @@
 // A C ABI over the persistent CUDA kernels run on the CPU (cuda_shim.h), for
-// tests/test_persistent_emulated.py. Each call runs one kernel over all blocks with the
-// launch shape the caller gives, in shared memory of exactly the size persistent.cu
-// asks for. Before each block all of shared memory is filled with 0xFF bytes (NaN in
-// every float type), so a read of anything the kernel did not write first shows up as
-// NaN; after it, the bytes past the requested size must still be 0xFF.
+// tests/test_persistent_emulated.py. Each call fills the kernel's parameter struct as
+// persistent.cu does (the step table by value, or in an external table) and runs the
+// kernel over all blocks with the launch shape the caller gives, in shared memory of
+// exactly the size persistent.cu asks for. Before each block all of shared memory is
+// filled with 0xFF bytes (NaN in every float type), so a read of anything the kernel did
+// not write first shows up as NaN; after it, the bytes past the requested size must
+// still be 0xFF.
 #include "cuda_shim.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -52,13 +55,38 @@ bool launch(int64_t blocks, int threads, int64_t smem, const Body& body) {
 
 struct Args {
   int64_t steps, batch;
-  int H, rows, threads, reverse, keep_saved;
-  const int64_t *sizes, *offsets;
+  int H, rows, threads, reverse, keep_saved, external_runs;
+  const int64_t* sizes;  // batch_sizes (the kernels see only the runs built from them)
   // forward: gx, w, bias, h0, c0 in; out, saved, h_n, c_n out.
-  // backward: gout, w, h0, c0, out, saved in; dh, dc in/out; dgx, dgh, h_prev out.
+  // backward: gout, w, h0, c0, out, saved in; dh_n, dc_n in (h_n, c_n); dh0, dc0 out
+  // (dgx is followed by dgx, dgh, h_prev).
   const void *a, *w, *b, *h0, *c0, *out_in, *saved_in;
-  void *out, *saved, *h_n, *c_n, *dgx, *dgh, *h_prev;
+  void *out, *saved, *h_n, *c_n, *dgx, *dgh, *h_prev, *dh0, *dc0;
 };
+
+// The kernels' step table, as persistent.cu fills it: the runs by value in the
+// parameters, or (more than kMaxStepRuns runs, or external_runs) in `ext`.
+void fill_shape(PersistentShape& p, const Args& x, std::vector<int32_t>& ext) {
+  p.steps = x.steps;
+  p.batch = x.batch;
+  p.H = x.H;
+  p.rows_per_block = x.rows;
+  p.reverse = x.reverse;
+  p.tokens = 0;
+  for (int64_t t = 0; t < x.steps; ++t) p.tokens += x.sizes[t];
+  ext = step_runs(x.sizes, x.steps);
+  const int32_t count = static_cast<int32_t>(ext.size() / 2);
+  p.runs.count = count;
+  if (count > kMaxStepRuns || x.external_runs) {
+    p.runs_ext = ext.data();
+  } else {
+    p.runs_ext = nullptr;
+    std::copy(ext.begin(), ext.begin() + count, p.runs.size);
+    std::copy(ext.begin() + count, ext.end(), p.runs.len);
+    // The kernels must not read the host's table: scribble over it.
+    std::fill(ext.begin(), ext.end(), -1);
+  }
+}
 
 template <typename T, typename Cell, typename W>
 bool run(bool forward, const Args& x) {
@@ -67,20 +95,22 @@ bool run(bool forward, const Args& x) {
   const int64_t smem = persistent_smem_bytes(Cell::kGates, x.H, sizeof(W), sizeof(T), x.rows);
   auto t = [](const void* p) { return static_cast<const T*>(p); };
   auto m = [](void* p) { return static_cast<T*>(p); };
+  std::vector<int32_t> ext;
   if (forward) {
-    return launch(blocks, x.threads, smem, [&] {
-      persistent_forward_kernel<T, Cell, W>(
-          x.steps, x.batch, x.H, x.rows, x.reverse, x.keep_saved, x.sizes, x.offsets, t(x.a),
-          static_cast<const W*>(x.w), t(x.b), t(x.h0), t(x.c0), m(x.out), m(x.saved),
-          m(x.h_n), m(x.c_n));
-    });
+    PersistentForwardParams<T, W> p{};
+    fill_shape(p, x, ext);
+    p.keep_saved = x.keep_saved;
+    p.gx = t(x.a), p.w = static_cast<const W*>(x.w), p.bias = t(x.b), p.h0 = t(x.h0);
+    p.c0 = t(x.c0), p.out = m(x.out), p.saved = m(x.saved), p.h_n = m(x.h_n), p.c_n = m(x.c_n);
+    return launch(blocks, x.threads, smem, [&] { persistent_forward_kernel<T, Cell, W>(p); });
   }
-  return launch(blocks, x.threads, smem, [&] {
-    persistent_backward_kernel<T, Cell, W>(
-        x.steps, x.batch, x.H, x.rows, x.reverse, x.sizes, x.offsets, t(x.a),
-        static_cast<const W*>(x.w), t(x.h0), t(x.c0), t(x.out_in), t(x.saved_in), m(x.h_n),
-        m(x.c_n), m(x.dgx), m(x.dgh), m(x.h_prev));
-  });
+  PersistentBackwardParams<T, W> p{};
+  fill_shape(p, x, ext);
+  p.gout = t(x.a), p.w = static_cast<const W*>(x.w), p.h0 = t(x.h0), p.c0 = t(x.c0);
+  p.out = t(x.out_in), p.saved = t(x.saved_in), p.dh_n = t(x.h_n), p.dc_n = t(x.c_n);
+  p.dh0 = m(x.dh0), p.dc0 = m(x.dc0), p.dgx = m(x.dgx), p.dgh = m(x.dgh);
+  p.h_prev = m(x.h_prev);
+  return launch(blocks, x.threads, smem, [&] { persistent_backward_kernel<T, Cell, W>(p); });
 }
 
 template <typename T, typename W>

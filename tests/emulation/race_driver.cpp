@@ -26,9 +26,8 @@ int main() {
       for (int rows : {1, 4}) {        // 4: a last block with fewer rows than the others
         for (int reverse : {0, 1}) {
           const int H = 9, threads = 32;  // LSTM and GRU: fewer threads than gate units
-          std::vector<int64_t> offsets(sizes.size());
           int64_t N = 0;
-          for (size_t t = 0; t < sizes.size(); ++t) offsets[t] = N, N += sizes[t];
+          for (int64_t size : sizes) N += size;
           const int64_t B = sizes[0];
           auto gx = random(N * G * H), w = random(G * H * H), b = random(G * H);
           auto h0 = random(B * H), c0 = random(B * H);
@@ -42,15 +41,16 @@ int main() {
           f.reverse = reverse;
           f.keep_saved = 1;
           f.sizes = sizes.data();
-          f.offsets = offsets.data();
+          f.external_runs = reverse;  // both homes of the step table
           f.a = gx.data(), f.w = w.data(), f.b = b.data(), f.h0 = h0.data(), f.c0 = c0.data();
           f.out = out.data(), f.saved = saved.data(), f.h_n = h_n.data(), f.c_n = c_n.data();
           failures += !emulate(1, cell, 0, 0, &f);
           auto gout = random(N * H), dh = random(B * H), dc = random(B * H);
-          std::vector<float> dgx(N * G * H), dgh(N * G * H), h_prev(N * H);
+          std::vector<float> dgx(N * G * H), dgh(N * G * H), h_prev(N * H), dh0(B * H),
+              dc0(B * H);
           Args g = f;
           g.a = gout.data(), g.out_in = out.data(), g.saved_in = saved.data();
-          g.h_n = dh.data(), g.c_n = dc.data();
+          g.h_n = dh.data(), g.c_n = dc.data(), g.dh0 = dh0.data(), g.dc0 = dc0.data();
           g.dgx = dgx.data(), g.dgh = dgh.data(), g.h_prev = h_prev.data();
           failures += !emulate(0, cell, 0, 0, &g);
           launches += 2;
