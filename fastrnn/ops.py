@@ -63,9 +63,11 @@ def _call(cell: str, args: tuple) -> tuple:
     the Autograd key. Either way the dispatcher still sees the op (profiler, dispatch modes).
     """
     op = _FORWARD_OPS[cell]
-    keep = _backward_may_follow(*args[:-1])
     if not _eager():
-        return op(*args, keep)
+        return op(*args, _backward_may_follow(*args[:-1]))
+    # _backward_may_follow without its tracing check (_eager: not tracing).
+    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                           for t in args[:-1])
     if keep:
         return _AUTOGRAD[cell].apply(*args, keep)
     with torch._C._AutoDispatchBelowAutograd():
