@@ -68,9 +68,9 @@ def _projected_lstm(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor],
 
 
 def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[Optional[Tensor]],
-               h0: Tensor, c0: Optional[Tensor], reverse: bool):
+               h0: Tensor, c0: Optional[Tensor], reverse: bool, plain: bool):
     weight_ih, weight_hh, bias_ih, bias_hh, weight_hr = weights
-    if _plain_ops_needed():
+    if plain:
         def recurrence(*args):
             return reference.direction(cell, *args)
     elif cell == "lstm":
@@ -111,6 +111,7 @@ def rnn_stack(
     per_direction = (4 if has_bias else 2) + (1 if proj_size > 0 else 0)
     layer_input = data
     h_n, c_n = [], []
+    plain = _plain_ops_needed()
     for layer in range(num_layers):
         outputs = []
         for direction in range(num_directions):
@@ -121,7 +122,7 @@ def rnn_stack(
                 weights += [None, None]
             weights.append(weight_hr)
             output, h, c = _direction(cell, layer_input, batch_sizes, weights, h0[index],
-                                      None if c0 is None else c0[index], reverse=direction == 1)
+                                      None if c0 is None else c0[index], direction == 1, plain)
             outputs.append(output)
             h_n.append(h)
             c_n.append(c)
@@ -133,4 +134,9 @@ def rnn_stack(
         # callers may change in place (out += residual, relu_), so they get a copy (always
         # in a trace, whose graph must not depend on the grad mode it was traced in).
         layer_input = layer_input.clone()
-    return layer_input, torch.stack(h_n), (torch.stack(c_n) if cell == "lstm" else None)
+    return layer_input, _stack(h_n), (_stack(c_n) if cell == "lstm" else None)
+
+
+def _stack(states: List[Tensor]) -> Tensor:
+    # One layer and direction: a view (cheaper than stack, and so is its backward).
+    return states[0].unsqueeze(0) if len(states) == 1 else torch.stack(states)

@@ -31,6 +31,15 @@ class _FusedRNNBase(nn.RNNBase):
         # cuDNN's flat weight buffer is never used by fastrnn.
         return None
 
+    def _update_flat_weights(self) -> None:
+        # RNNBase's re-reads every weight by name (getattr) on each call; when the flat
+        # weights are still the very tensors in _parameters nothing can have changed.
+        # Otherwise (a weight replaced or None, functional_call, parametrizations) torch's.
+        params = self._parameters
+        if not all(w is not None and params.get(name) is w
+                   for name, w in zip(self._flat_weights_names, self._flat_weights)):
+            super()._update_flat_weights()
+
     def check_hidden_size(self, hx: Tensor, expected_hidden_size: Tuple[int, int, int],
                           msg: str = "Expected hidden size {}, got {}") -> None:
         if not torch.compiler.is_compiling():
@@ -55,7 +64,8 @@ class _FusedRNNBase(nn.RNNBase):
         self._update_flat_weights()
         self._check_flat_weights()
         orig_input = input
-        if hx is not None:
+        hx_given = hx is not None
+        if hx_given:
             self._check_hx_structure(hx, isinstance(orig_input, PackedSequence))
         if isinstance(orig_input, PackedSequence):
             input, batch_sizes, sorted_indices, unsorted_indices = input
@@ -77,7 +87,11 @@ class _FusedRNNBase(nn.RNNBase):
                 hx = self._zero_state(input, input.size(batch_dim))
             else:
                 hx = self._hidden_shape_checks(hx, is_batched)
-        self.check_forward_args(input, hx, batch_sizes)
+        if hx_given:
+            self.check_forward_args(input, hx, batch_sizes)
+        else:
+            # The zero state made above has the expected sizes: only the input to check.
+            self.check_input(input, batch_sizes)
 
         if self._torch_is_faster(input, batch_sizes, hx):
             output, *hidden = self._torch_lstm(input, batch_sizes, hx)

@@ -45,6 +45,35 @@ def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def _eager() -> bool:
+    """Whether the op wrappers may take the eager fast path (_call): not while torch.compile,
+    torch.jit.trace or a torch.func transform looks at the call; those see the registered
+    op and its torch.library autograd."""
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or torch._C._are_functorch_transforms_active())
+
+
+def _call(cell: str, args: tuple) -> tuple:
+    """Runs ``<cell>_forward`` on ``args`` (its schema's arguments up to ``reverse``).
+
+    In eager mode the op's torch.library autograd (Python that flattens arguments and
+    redispatches through the dispatcher, ~35 us a call forward and as much backward) is
+    bypassed: with a backward to follow the op runs inside an autograd.Function that has
+    the very same setup_context and backward (_AUTOGRAD below), without one it runs below
+    the Autograd key. Either way the dispatcher still sees the op (profiler, dispatch modes).
+    """
+    op = _FORWARD_OPS[cell]
+    if not _eager():
+        return op(*args, _backward_may_follow(*args[:-1]))
+    # _backward_may_follow without its tracing check (_eager: not tracing).
+    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                           for t in args[:-1])
+    if keep:
+        return _AUTOGRAD[cell].apply(*args, keep)
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args, keep)
+
+
 def lstm(
     input_proj: Tensor,
     batch_sizes: Tensor,
@@ -56,16 +85,12 @@ def lstm(
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """LSTM recurrence over a packed sequence. Returns ``(output, h_n, c_n)``;
     ``output`` is ``[total_tokens, H]`` in the packed layout of ``input_proj``."""
-    output, h_n, c_n, _ = torch.ops.fastrnn.lstm_forward.default(
-        input_proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse,
-        _backward_may_follow(input_proj, weight_hh, bias_hh, h0, c0),
-    )
+    output, h_n, c_n, _ = _call("lstm", (input_proj, batch_sizes, weight_hh, bias_hh, h0, c0,
+                                         reverse))
     return output, h_n, c_n
 
 
 def _no_cell_op(cell: str):
-    forward_op = getattr(torch.ops.fastrnn, f"{cell}_forward").default
-
     def run(
         input_proj: Tensor,
         batch_sizes: Tensor,
@@ -74,8 +99,7 @@ def _no_cell_op(cell: str):
         h0: Tensor,
         reverse: bool = False,
     ) -> Tuple[Tensor, Tensor]:
-        output, h_n, _ = forward_op(input_proj, batch_sizes, weight_hh, bias_hh, h0, reverse,
-                                    _backward_may_follow(input_proj, weight_hh, bias_hh, h0))
+        output, h_n, _ = _call(cell, (input_proj, batch_sizes, weight_hh, bias_hh, h0, reverse))
         return output, h_n
 
     run.__name__ = run.__qualname__ = cell
@@ -151,6 +175,10 @@ def _check_batch_sizes(batch_sizes: Optional[Tensor], data: Tensor) -> None:
     )
 
 
+_FORWARD_OPS = {cell: getattr(torch.ops.fastrnn, f"{cell}_forward").default for cell in CELLS}
+# cell -> the autograd.Function of the eager path (_call), made by _register.
+_AUTOGRAD = {}
+
 # Tensors every forward op saves: batch_sizes, weight_hh, h0[, c0], output, workspace.
 _OWN_SAVED = {cell: 6 if has_cell else 5 for cell, (_, _, has_cell) in CELLS.items()}
 
@@ -159,6 +187,15 @@ def _register(cell: str) -> None:
     _, saved, has_cell = CELLS[cell]
     forward_name = f"fastrnn::{cell}_forward"
     backward_op = getattr(torch.ops.fastrnn, f"{cell}_backward").default
+
+    def run_backward(*args):
+        # Without create_graph nothing differentiates this call: skip the backward op's
+        # Python autograd (no_double_backward below), which would only cost time. With
+        # create_graph it is called normally and raises (see no_double_backward).
+        if torch.is_grad_enabled() or not _eager():
+            return backward_op(*args)
+        with torch._C._AutoDispatchBelowAutograd():
+            return backward_op(*args)
 
     @torch.library.register_fake(forward_name)
     def _(input_proj, batch_sizes, weight_hh, bias_hh, h0, *rest):
@@ -242,18 +279,39 @@ def _register(cell: str) -> None:
         grad_h_n = torch.zeros_like(states[0]) if grad_h_n is None else grad_h_n
         if has_cell:
             grad_c_n = torch.zeros_like(states[1]) if grads[2] is None else grads[2]
-            gi, gw, gb, gh0, gc0 = backward_op(
+            gi, gw, gb, gh0, gc0 = run_backward(
                 grad_output.contiguous(), grad_h_n.contiguous(), grad_c_n.contiguous(),
                 batch_sizes, weight_hh, states[0], states[1], out, workspace, ctx.reverse,
             )
             return gi, None, gw, gb if ctx.has_bias else None, gh0, gc0, None, None
-        gi, gw, gb, gh0 = backward_op(
+        gi, gw, gb, gh0 = run_backward(
             grad_output.contiguous(), grad_h_n.contiguous(),
             batch_sizes, weight_hh, states[0], out, workspace, ctx.reverse,
         )
         return gi, None, gw, gb if ctx.has_bias else None, gh0, None, None
 
     torch.library.register_autograd(forward_name, backward, setup_context=setup_context)
+    forward_op = _FORWARD_OPS[cell]
+
+    class Fused(torch.autograd.Function):
+        """The eager path of the op's autograd (_call): the same setup_context and backward."""
+
+        # forward takes ctx (no separate setup_context): with one, Function.apply binds
+        # the arguments with inspect.signature on every call (~20 us).
+        @staticmethod
+        def forward(ctx, *args):
+            with torch._C._AutoDispatchBelowAutograd():
+                output = forward_op(*args)
+            setup_context(ctx, args, output)
+            ctx.mark_non_differentiable(output[-1])
+            return output
+
+        @staticmethod
+        def backward(ctx, *grads):
+            return backward(ctx, *grads)
+
+    Fused.__name__ = Fused.__qualname__ = f"{cell}_fused"
+    _AUTOGRAD[cell] = Fused
 
     # The backward op itself has no derivative (create_graph=True calls it only when the
     # layer cannot be recomputed, see backward above): without this, autograd would only

@@ -1,0 +1,180 @@
+"""Module level on the CPU: a user's step with fastrnn.X vs torch.nn.X, interleaved, in one run.
+
+    python benchmarks/bench_module_cpu.py [--threads 2] [--rounds 30] [--json out.json]
+
+A step is what the AG News classifier does with its recurrent layer (fastrnn/agnews/models.py):
+``pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)`` of the
+embedding output ``x`` (a leaf that requires grad, as the embedding's output does), the
+module, and a loss on ``out.data`` and ``h_n`` with its backward (training), or the same
+forward under ``torch.no_grad()`` (inference). Shape: batch 16, embedding 64, hidden 32,
+float32, lengths drawn from real AG News rows; each timed call runs the same 4 batches.
+Cases: 1-layer LSTM, GRU, RNN (tanh) and a 2-layer bidirectional LSTM against torch.nn on
+the same packed batch, and the 1-layer LSTM against torch.nn on the padded batch (oneDNN;
+its loss reads out and h_n of the padded run). ``--shape large`` (batch 64, input 512,
+hidden 512) runs the 1-layer LSTM training step packed and padded.
+
+Timing: torch.utils.benchmark.Timer.timeit blocks of each case (~25 ms each) alternate
+round by round, fastrnn and torch.nn next to each other, so load changes on the shared
+machine hit both; reported are the median block time of each side and the median over
+rounds of the per-round ratio torch / fastrnn.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+import torch
+import torch.utils.benchmark as benchmark
+from torch.nn.utils.rnn import pack_padded_sequence
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fastrnn  # noqa: E402
+from agnews_lengths import length_population, sample_lengths  # noqa: E402
+from bench_cpu import machine  # noqa: E402
+
+SHAPES = {"agnews": dict(batch=16, input_size=64, hidden_size=32),
+          "large": dict(batch=64, input_size=512, hidden_size=512)}
+# case -> (torch class, constructor kwargs, torch side's layout)
+CASES = {
+    "lstm": (torch.nn.LSTM, {}, "packed"),
+    "gru": (torch.nn.GRU, {}, "packed"),
+    "rnn_tanh": (torch.nn.RNN, {}, "packed"),
+    "bilstm2": (torch.nn.LSTM, dict(num_layers=2, bidirectional=True), "packed"),
+    "lstm_vs_padded": (torch.nn.LSTM, {}, "padded"),
+}
+# The issue #14 targets: (case, pass) -> minimum speed-up.
+TARGETS = {
+    ("lstm", "train"): 9.0, ("gru", "train"): 9.0, ("rnn_tanh", "train"): 6.0,
+    ("bilstm2", "train"): 13.0, ("lstm_vs_padded", "train"): 1.5,
+    ("lstm", "infer"): 5.0, ("gru", "infer"): 5.0, ("rnn_tanh", "infer"): 5.0,
+}
+LARGE_TARGETS = {("lstm", "train"): 2.5, ("lstm_vs_padded", "train"): 1.7}
+
+
+def make_batches(cfg, count, seed):
+    population, _ = length_population()
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(count):
+        lengths = sample_lengths(cfg["batch"], population, gen)
+        x = torch.randn(cfg["batch"], int(lengths.max()), cfg["input_size"], generator=gen)
+        batches.append((x.requires_grad_(), lengths))
+    return batches
+
+
+def step_fn(module, batches, layout, train):
+    """One call: the step on each batch (packed: the user's pack_padded_sequence included)."""
+    def one(x, lengths):
+        if layout == "packed":
+            out, state = module(pack_padded_sequence(x, lengths, batch_first=True,
+                                                     enforce_sorted=False))
+            out = out.data
+        else:
+            out, state = module(x)
+        h_n = state[0] if isinstance(state, tuple) else state
+        return out, h_n
+
+    if train:
+        def run():
+            for x, lengths in batches:
+                out, h_n = one(x, lengths)
+                (out.mean() + h_n.mean()).backward()
+    else:
+        def run():
+            with torch.no_grad():
+                for x, lengths in batches:
+                    one(x, lengths)
+    return run
+
+
+def interleaved(fns, rounds, block_s=0.025):
+    """Median block time (ms per call) of each fn and per-round ratios fns[1]/fns[0]."""
+    timers, numbers = [], []
+    for fn in fns:
+        fn()
+        timer = benchmark.Timer(stmt="fn()", globals={"fn": fn},
+                                num_threads=torch.get_num_threads())
+        once = timer.timeit(3).median
+        timers.append(timer)
+        numbers.append(max(1, int(block_s / once)))
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, timer in enumerate(timers):
+            times[i].append(timer.timeit(numbers[i]).median * 1e3)
+    ratios = [b / a for a, b in zip(times[0], times[1])]
+    return [statistics.median(t) for t in times], statistics.median(ratios)
+
+
+def run(shape, cases, passes, rounds, seed=0):
+    cfg = SHAPES[shape]
+    batches = make_batches(cfg, 4 if shape == "agnews" else 1, seed)
+    rows = []
+    for case in cases:
+        cls, kwargs, torch_layout = CASES[case]
+        torch.manual_seed(seed)
+        ref = cls(cfg["input_size"], cfg["hidden_size"], batch_first=True, **kwargs)
+        ours = getattr(fastrnn, cls.__name__)(cfg["input_size"], cfg["hidden_size"],
+                                              batch_first=True, **kwargs)
+        ours.load_state_dict(ref.state_dict())
+        for pass_ in passes:
+            if case == "lstm_vs_padded" and pass_ == "infer":
+                continue
+            train = pass_ == "train"
+            (ms_ours, ms_ref), ratio = interleaved(
+                [step_fn(ours, batches, "packed", train),
+                 step_fn(ref, batches, torch_layout, train)], rounds)
+            target = (TARGETS if shape == "agnews" else LARGE_TARGETS).get((case, pass_))
+            row = dict(shape=shape, case=case, pass_=pass_, torch_layout=torch_layout,
+                       batches_per_call=len(batches), fastrnn_ms=ms_ours, torch_ms=ms_ref,
+                       speedup=ratio, target=target,
+                       met=None if target is None else ratio >= target)
+            rows.append(row)
+            print_row(row)
+    return rows
+
+
+HEADER = ("| shape | case | pass | torch layout | fastrnn ms | torch ms | speed-up | target |\n"
+          "|---|---|---|---|---:|---:|---:|---|")
+
+
+def print_row(row):
+    target = "" if row["target"] is None else (
+        f"{row['target']}x {'met' if row['met'] else 'NOT met'}")
+    print(f"| {row['shape']} | {row['case']} | {row['pass_']} | {row['torch_layout']} "
+          f"| {row['fastrnn_ms']:.3f} | {row['torch_ms']:.3f} | {row['speedup']:.2f}x "
+          f"| {target} |", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes", nargs="+", default=["agnews"], choices=list(SHAPES))
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--passes", nargs="+", default=["train", "infer"],
+                        choices=["train", "infer"])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    info = machine()
+    info["load_avg_start"] = os.getloadavg()
+    print(f"machine: {info}")
+    print("ms per call (4 AG News batches; large: 1 batch), medians; speed-up = median of "
+          "per-round torch/fastrnn")
+    print(HEADER)
+    rows = []
+    for shape in args.shapes:
+        cases = args.cases if shape == "agnews" else [
+            c for c in args.cases if c in ("lstm", "lstm_vs_padded")]
+        passes = args.passes if shape == "agnews" else ["train"]
+        rows += run(shape, cases, passes, args.rounds if shape == "agnews" else
+                    max(5, args.rounds // 3))
+    info["load_avg_end"] = os.getloadavg()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(machine=info, results=rows), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
