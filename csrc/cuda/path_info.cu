@@ -26,8 +26,12 @@ std::string cuda_path(const std::string& cell, int64_t hidden_size, at::ScalarTy
               hidden_size);
   TORCH_CHECK(batch > 0, "fastrnn: cuda_path: batch must be positive, got ", batch);
   const int64_t size = c10::elementSize(dtype);
-  return use_persistent(cell_kind(cell), hidden_size, size, size, batch) ? "persistent"
-                                                                          : "per_step";
+  // A padded batch of `batch` rows: one run of equal batch sizes (steps of any count).
+  PackedSteps steps;
+  steps.sizes = {batch};
+  steps.offsets = {0};
+  return use_persistent(cell_kind(cell), steps, hidden_size, size, size, batch) ? "persistent"
+                                                                                 : "per_step";
 }
 
 std::string cuda_build_info() {
