@@ -1,5 +1,9 @@
-"""fastrnn's uses of torch internals that are not public API, in one place, so that a torch
-upgrade that moves one breaks here (and in tests/test_compat.py) rather than anywhere.
+"""fastrnn's uses of torch internals that are not public API, and its policy of when to
+call torch.nn's own LSTM, in one place: a torch upgrade that moves one breaks here (and in
+tests/test_compat.py) rather than anywhere.
+
+Besides what is below, the modules subclass torch.nn's RNN modules and use RNNBase's own
+``_flat_weights``, ``_flat_weights_names`` and ``_update_flat_weights`` (tested by name).
 
 - Dynamo refuses to trace any instance of torch.nn.RNN/GRU/LSTM (``allow_rnn``, a guard for
   torch's own modules, whose ``_VF`` kernels it cannot trace). fastrnn's modules subclass
@@ -12,6 +16,60 @@ import importlib.abc
 import importlib.machinery
 import sys
 from typing import Callable, Tuple
+
+import torch
+import torch.autograd.forward_ad as forward_ad
+from torch import _VF
+
+
+def functorch_transform_active() -> bool:
+    """A torch.func transform (grad, vmap, jacrev, ...) is tracing the call."""
+    return torch._C._are_functorch_transforms_active()
+
+
+def forward_ad_active() -> bool:
+    """Inside ``torch.autograd.forward_ad.dual_level()``."""
+    return getattr(forward_ad, "_current_level", -1) >= 0
+
+
+def below_autograd():
+    """Runs ops below the Autograd dispatch key (no graph is recorded), as generated code
+    does; the eager op wrappers use it where no backward can follow."""
+    return torch._C._AutoDispatchBelowAutograd()
+
+
+# CPU inference (no backward to follow) where torch.nn's own LSTM was measured faster on a
+# 2-core Xeon (docs/ops.md), from 4*hidden^2 weights of 1 MiB (hidden 512: torch 1.1-2x
+# faster): with proj_size (fastrnn's recurrence runs over W_hh @ W_hr, hidden/proj times
+# torch's multiply-adds) and on padded float32 batches (torch's oneDNN kernels). Training,
+# and packed batches without projections, stay fused.
+TORCH_LSTM_INFERENCE_FROM_WEIGHT_BYTES = 1 << 20
+
+
+def torch_lstm_is_faster(module, input, batch_sizes, hx) -> bool:
+    """Whether ``module`` (a fastrnn.LSTM) should run torch.nn's LSTM for this call. Never
+    under torch.compile (torch.nn.LSTM would break the graph), autocast (not measured) or
+    torch.jit.trace (whose graph must not depend on the grad mode)."""
+    if (input.device.type != "cpu" or torch.compiler.is_compiling()
+            or torch._C._is_any_autocast_enabled() or torch.jit.is_tracing()):
+        return False
+    onednn_padded = (batch_sizes is None and input.dtype == torch.float32
+                     and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+    if not (module.proj_size > 0 or onednn_padded):
+        return False
+    if 4 * module.hidden_size ** 2 * input.element_size() < TORCH_LSTM_INFERENCE_FROM_WEIGHT_BYTES:
+        return False
+    tensors = [input, *hx, *module._flat_weights]
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+
+
+def torch_lstm(module, input, batch_sizes, hx):
+    """torch.nn.LSTM's own computation for ``module``'s parameters: (output, h_n, c_n)."""
+    if batch_sizes is None:
+        return _VF.lstm(input, hx, module._flat_weights, module.bias, module.num_layers,
+                        module.dropout, module.training, module.bidirectional, module.batch_first)
+    return _VF.lstm(input, batch_sizes, hx, module._flat_weights, module.bias, module.num_layers,
+                    module.dropout, module.training, module.bidirectional)
 
 DYNAMO_BUILDER = "torch._dynamo.variables.builder"
 

@@ -7,11 +7,10 @@ is the same layout with ``batch_sizes = [B] * T``, so it needs no special path.
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-import torch.autograd.forward_ad as forward_ad
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import ops, reference
+from . import _compat, ops, reference
 
 # torch.nn mode -> fastrnn cell
 MODE_TO_CELL = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
@@ -23,8 +22,7 @@ def _plain_ops_needed() -> bool:
     modules, made of plain ops, can. There the layer runs in plain ops too."""
     if torch.compiler.is_compiling():
         return False
-    return (torch._C._are_functorch_transforms_active()
-            or getattr(forward_ad, "_current_level", -1) >= 0)
+    return _compat.functorch_transform_active() or _compat.forward_ad_active()
 
 
 def _first_tokens(batch_sizes: Tensor, batch: int, reverse: bool) -> Tensor:
@@ -44,7 +42,7 @@ def _shifted_projection(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tenso
                         first: Tensor, start: Tensor) -> Tensor:
     """The input projection with ``start`` (h0's share of the gates) added at each row's
     first token (``first``)."""
-    return ops._project(data, weight_ih, bias_ih).index_add(0, first, start)
+    return ops.input_projection(data, weight_ih, bias_ih).index_add(0, first, start)
 
 
 def _projected_lstm(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor],
@@ -60,29 +58,31 @@ def _projected_lstm(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor],
     first = _first_tokens(batch_sizes, h0.shape[0], reverse).to(h0.device)
     start = h0.matmul(weight_hh.t())
     args = (data, weight_ih, bias_ih, first, start)
-    shifted = ops.recomputable(_shifted_projection(*args), _shifted_projection, *args)
     m0 = h0.new_zeros(h0.shape[0], weight_hr.shape[1])
-    m, m_n, c_n = recurrence(shifted, batch_sizes, weight_hh.matmul(weight_hr), bias_hh, m0, c0,
-                             reverse)
+    m, m_n, c_n = recurrence(_shifted_projection(*args), batch_sizes, weight_hh.matmul(weight_hr),
+                             bias_hh, m0, c0, reverse, ops.Recompute(_shifted_projection, args))
     return m.matmul(weight_hr.t()), m_n.matmul(weight_hr.t()), c_n
 
 
 def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[Optional[Tensor]],
                h0: Tensor, c0: Optional[Tensor], reverse: bool, plain: bool):
     weight_ih, weight_hh, bias_ih, bias_hh, weight_hr = weights
+    # recurrence(input_proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, recompute)
     if plain:
         def recurrence(*args):
-            return reference.direction(cell, *args)
+            return reference.direction(cell, *args[:-1])
     elif cell == "lstm":
         recurrence = ops.lstm
     else:
-        def recurrence(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse):
-            return (*getattr(ops, cell)(proj, batch_sizes, weight_hh, bias_hh, h0, reverse), None)
+        def recurrence(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, recompute):
+            return (*getattr(ops, cell)(proj, batch_sizes, weight_hh, bias_hh, h0, reverse,
+                                        recompute), None)
     if weight_hr is not None:
         return _projected_lstm(data, weight_ih, bias_ih, batch_sizes, weight_hh, bias_hh,
                                weight_hr, h0, c0, reverse, recurrence)
-    return recurrence(ops.input_projection(data, weight_ih, bias_ih), batch_sizes, weight_hh,
-                      bias_hh, h0, c0, reverse)
+    projection = (data, weight_ih, bias_ih)
+    return recurrence(ops.input_projection(*projection), batch_sizes, weight_hh, bias_hh, h0, c0,
+                      reverse, ops.Recompute(ops.input_projection, projection))
 
 
 def rnn_stack(

@@ -67,7 +67,8 @@ def describe() -> str:
            "  <- MISMATCH: rebuild fastrnn against the installed torch"),
         f"compiled in: AVX2+FMA {_yes(info['avx2'])}, AVX-512 {_yes(info['avx512'])}, "
         f"OpenMP {_yes(info['openmp'])}, CUDA kernels {_yes(info['cuda'])}"
-        + (f" (CUDA runtime {info['cudart']})" if info["cuda"] == "1" else
+        + (f" (CUDA runtime {int(info['cudart']) // 1000}.{int(info['cudart']) % 1000 // 10})"
+           if info["cuda"] == "1" else
            f" (torch CUDA: {torch.version.cuda or 'none, a CPU-only torch'})")
         + (", sanitizers (ASan+UBSan)" if info["sanitize"] == "1" else "")
         + (", debug build" if info["debug"] == "1" else ""),

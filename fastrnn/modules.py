@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from typing import Optional, Tuple
 
 import torch
-from torch import Tensor, _VF, nn
+from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _compat
@@ -261,37 +261,11 @@ class LSTM(_FusedRNNBase, nn.LSTM):
     def _pack_hidden(self, hidden):
         return (hidden[0], hidden[1])
 
-    # CPU inference (forward with no backward to follow) where torch.nn's own LSTM was
-    # measured faster on a 2-core Xeon (README), from 4*hidden^2 weights of 1 MiB
-    # (hidden 512: torch 1.1-2x faster): with proj_size (fastrnn's recurrence runs over
-    # W_hh @ W_hr, hidden/proj times torch's multiply-adds; see
-    # functional._projected_lstm), and on padded float32 batches (torch's oneDNN
-    # kernels). Training, and packed batches without projections, stay fused.
-    _INFERENCE_TORCH_FROM_WEIGHT_BYTES = 1 << 20
-
     def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
-        # The fused ops stay under torch.compile (torch.nn.LSTM's would break the graph), under
-        # autocast (not measured there) and in a torch.jit.trace (whose graph must not depend
-        # on the grad mode).
-        if (input.device.type != "cpu" or torch.compiler.is_compiling()
-                or torch._C._is_any_autocast_enabled() or torch.jit.is_tracing()):
-            return False
-        onednn_padded = (batch_sizes is None and input.dtype == torch.float32
-                         and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
-        if not (self.proj_size > 0 or onednn_padded):
-            return False
-        weight_bytes = 4 * self.hidden_size ** 2 * input.element_size()
-        if weight_bytes < self._INFERENCE_TORCH_FROM_WEIGHT_BYTES:
-            return False
-        tensors = [input, *hx, *self._flat_weights]
-        return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+        return _compat.torch_lstm_is_faster(self, input, batch_sizes, hx)
 
     def _torch_lstm(self, input, batch_sizes, hx):
-        if batch_sizes is None:
-            return _VF.lstm(input, hx, self._flat_weights, self.bias, self.num_layers,
-                            self.dropout, self.training, self.bidirectional, self.batch_first)
-        return _VF.lstm(input, batch_sizes, hx, self._flat_weights, self.bias, self.num_layers,
-                        self.dropout, self.training, self.bidirectional)
+        return _compat.torch_lstm(self, input, batch_sizes, hx)
 
     def _unbatch_hidden(self, hidden):
         return (hidden[0].squeeze(1), hidden[1].squeeze(1))

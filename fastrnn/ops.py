@@ -15,16 +15,19 @@ argument ``keep_workspace`` says whether to keep what backward needs) and
 ``torch.compile`` and ``torch.library.opcheck``) and autograd formulas, as in
 pytorch/extension-cpp.
 """
+from __future__ import annotations
+
 from contextlib import nullcontext
-from typing import Callable, Optional, Tuple
+from functools import partial
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ._extension import _C  # noqa: F401  (loads the library: registers torch.ops.fastrnn.*)
-from . import reference
+from . import _compat, reference
 
-__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "recomputable", "CELLS"]
+__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "Recompute", "CELLS"]
 
 # cell name -> (gates G, saved values per hidden unit, has a cell state c)
 CELLS = {
@@ -50,17 +53,18 @@ def _eager() -> bool:
     torch.jit.trace or a torch.func transform looks at the call; those see the registered
     op and its torch.library autograd."""
     return not (torch.compiler.is_compiling() or torch.jit.is_tracing()
-                or torch._C._are_functorch_transforms_active())
+                or _compat.functorch_transform_active())
 
 
-def _call(cell: str, args: tuple) -> tuple:
+def _call(cell: str, args: tuple, recompute: Optional[Recompute]) -> tuple:
     """Runs ``<cell>_forward`` on ``args`` (its schema's arguments up to ``reverse``).
 
     In eager mode the op's torch.library autograd (Python that flattens arguments and
     redispatches through the dispatcher, ~35 us a call forward and as much backward) is
-    bypassed: with a backward to follow the op runs inside an autograd.Function that has
-    the very same setup_context and backward (_AUTOGRAD below), without one it runs below
-    the Autograd key. Either way the dispatcher still sees the op (profiler, dispatch modes).
+    bypassed: with a backward to follow the op runs inside an autograd.Function with the
+    same formula (_register's Fused), which also carries ``recompute``; without one it runs
+    below the Autograd key. Either way the dispatcher still sees the op (profiler, dispatch
+    modes). Traced or compiled calls see the registered op, without ``recompute``.
     """
     op = _FORWARD_OPS[cell]
     if not _eager():
@@ -69,8 +73,8 @@ def _call(cell: str, args: tuple) -> tuple:
     keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                            for t in args[:-1])
     if keep:
-        return _AUTOGRAD[cell].apply(*args, keep)
-    with torch._C._AutoDispatchBelowAutograd():
+        return _AUTOGRAD[cell].apply(*args, keep, recompute)
+    with _compat.below_autograd():
         return op(*args, keep)
 
 
@@ -82,11 +86,13 @@ def lstm(
     h0: Tensor,
     c0: Tensor,
     reverse: bool = False,
+    recompute: Optional[Recompute] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """LSTM recurrence over a packed sequence. Returns ``(output, h_n, c_n)``;
-    ``output`` is ``[total_tokens, H]`` in the packed layout of ``input_proj``."""
+    ``output`` is ``[total_tokens, H]`` in the packed layout of ``input_proj``.
+    ``recompute`` says how ``input_proj`` was made, for double backward (Recompute)."""
     output, h_n, c_n, _ = _call("lstm", (input_proj, batch_sizes, weight_hh, bias_hh, h0, c0,
-                                         reverse))
+                                         reverse), recompute)
     return output, h_n, c_n
 
 
@@ -98,14 +104,17 @@ def _no_cell_op(cell: str):
         bias_hh: Optional[Tensor],
         h0: Tensor,
         reverse: bool = False,
+        recompute: Optional[Recompute] = None,
     ) -> Tuple[Tensor, Tensor]:
-        output, h_n, _ = _call(cell, (input_proj, batch_sizes, weight_hh, bias_hh, h0, reverse))
+        output, h_n, _ = _call(cell, (input_proj, batch_sizes, weight_hh, bias_hh, h0, reverse),
+                               recompute)
         return output, h_n
 
     run.__name__ = run.__qualname__ = cell
     run.__doc__ = (
         f"{cell} recurrence over a packed sequence. Returns ``(output, h_n)``; "
-        "``output`` is ``[total_tokens, H]`` in the packed layout of ``input_proj``."
+        "``output`` is ``[total_tokens, H]`` in the packed layout of ``input_proj``. "
+        "``recompute`` says how ``input_proj`` was made, for double backward (Recompute)."
     )
     return run
 
@@ -115,31 +124,23 @@ rnn_tanh = _no_cell_op("rnn_tanh")
 rnn_relu = _no_cell_op("rnn_relu")
 
 
-def _project(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor]) -> Tensor:
+def input_projection(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor]) -> Tensor:
+    """``data @ weight_ih.T + bias_ih``: the ops' ``input_proj`` for a layer input."""
     if bias_ih is None:
         return data.matmul(weight_ih.t())
     return torch.addmm(bias_ih, data, weight_ih.t())
 
 
-def recomputable(input_proj: Tensor, recompute: Callable[..., Tensor], *tensors: Optional[Tensor]
-                 ) -> Tensor:
-    """Marks ``input_proj`` as recomputable by ``recompute(*tensors)``, which double
-    backward through the op needs: the op saves only the recurrence's own results, and
-    keeping ``input_proj`` alive for that rare case would cost G*H values per token. The op
-    saves ``tensors`` with its saved tensors (so autograd frees them after backward, as any
-    other; they are tensors autograd keeps anyway, e.g. the layer input the projection's
-    matmul saves) and keeps ``recompute``, which must hold no tensors itself. Returns
-    ``input_proj``."""
-    # Also when input_proj itself needs no gradient: h0 or weight_hh may.
-    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
-        input_proj._fastrnn_recompute = (recompute, tensors)
-    return input_proj
+class Recompute(NamedTuple):
+    """How an op's ``input_proj`` is computed again, ``fn(*args)``, for double backward
+    (``recompute=`` of the ops). The op keeps only the recurrence's own results, and keeping
+    ``input_proj`` alive for that rare case would cost G*H values per token. ``args`` are
+    saved with the op's saved tensors (autograd frees them after backward; they are tensors
+    autograd keeps anyway, e.g. the layer input that the projection's matmul saves); ``fn``
+    must hold no tensors itself. Without it, double backward through the op is an error."""
 
-
-def input_projection(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor]) -> Tensor:
-    """``data @ weight_ih.T + bias_ih``, the ``input_proj`` of the ops for a layer input,
-    recomputable for double backward."""
-    return recomputable(_project(data, weight_ih, bias_ih), _project, data, weight_ih, bias_ih)
+    fn: Callable[..., Tensor]
+    args: Tuple[Optional[Tensor], ...]
 
 
 def _workspace_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -176,6 +177,7 @@ def _check_batch_sizes(batch_sizes: Optional[Tensor], data: Tensor) -> None:
 
 
 _FORWARD_OPS = {cell: getattr(torch.ops.fastrnn, f"{cell}_forward").default for cell in CELLS}
+_BACKWARD_OPS = {cell: getattr(torch.ops.fastrnn, f"{cell}_backward").default for cell in CELLS}
 # cell -> the autograd.Function of the eager path (_call), made by _register.
 _AUTOGRAD = {}
 
@@ -183,139 +185,147 @@ _AUTOGRAD = {}
 _OWN_SAVED = {cell: 6 if has_cell else 5 for cell, (_, _, has_cell) in CELLS.items()}
 
 
+def _arguments(op, args: tuple) -> dict:
+    """The op's arguments by their schema names (defaults filled in)."""
+    named = {}
+    for index, argument in enumerate(op._schema.arguments):
+        named[argument.name] = args[index] if index < len(args) else argument.default_value
+    return named
+
+
+def _forward_fake(cell: str, *args):
+    gates, saved, has_cell = CELLS[cell]
+    a = _arguments(_FORWARD_OPS[cell], args)
+    input_proj, weight_hh, h0 = a["input_proj"], a["weight_hh"], a["h0"]
+    _check_defined(input_proj=input_proj, weight_hh=weight_hh, h0=h0,
+                   **({"c0": a["c0"]} if has_cell else {}))
+    _check_batch_sizes(a["batch_sizes"], input_proj)
+    # One meta tensor among real ones sends the call here: refuse mixed devices rather than
+    # return uninitialised results.
+    _check_same_device(weight_hh, input_proj=input_proj, bias_hh=a["bias_hh"], h0=h0,
+                       c0=a.get("c0"))
+    torch._check(
+        weight_hh.dim() == 2 and weight_hh.shape[0] == gates * weight_hh.shape[1],
+        lambda: f"fastrnn: weight_hh of {cell} must have shape [{gates}*hidden_size, "
+        f"hidden_size], got {list(weight_hh.shape)}",
+    )
+    tokens, hidden = input_proj.shape[0], weight_hh.shape[1]
+    torch._check(
+        input_proj.dim() == 2 and input_proj.shape[1] == gates * hidden,
+        lambda: f"fastrnn: input_proj must have shape [total_tokens, {gates * hidden}], "
+        f"got {list(input_proj.shape)}",
+    )
+    output = input_proj.new_empty((tokens, hidden))
+    workspace = input_proj.new_empty(
+        (tokens if saved and a["keep_workspace"] else 0, saved * hidden),
+        dtype=_workspace_dtype(input_proj.dtype),
+    )
+    states = [torch.empty_like(h0) for _ in range(2 if has_cell else 1)]
+    return (output, *states, workspace)
+
+
+def _backward_fake(cell: str, *args):
+    a = _arguments(_BACKWARD_OPS[cell], args)
+    tensors = {name: value for name, value in a.items() if name != "reverse"}
+    _check_defined(**{k: v for k, v in tensors.items() if k != "batch_sizes"})
+    _check_batch_sizes(a["batch_sizes"], a["grad_output"])
+    weight_hh, h0 = a["weight_hh"], a["h0"]
+    del tensors["batch_sizes"], tensors["weight_hh"]
+    _check_same_device(weight_hh, **tensors)
+    grads = [
+        weight_hh.new_empty((a["grad_output"].shape[0], weight_hh.shape[0])),
+        torch.empty_like(weight_hh),
+        weight_hh.new_empty((weight_hh.shape[0],)),
+        torch.empty_like(h0),
+    ]
+    if CELLS[cell][2]:
+        grads.append(torch.empty_like(h0))
+    return tuple(grads)
+
+
+def _save_for_backward(cell: str, ctx, inputs: tuple, output: tuple,
+                       recompute: Optional[Recompute]) -> None:
+    # Unused outputs (always the workspace) get None, not a materialised zero tensor.
+    ctx.set_materialize_grads(False)
+    has_cell = CELLS[cell][2]
+    input_proj, batch_sizes, weight_hh, bias_hh, h0 = inputs[:5]
+    c0 = inputs[5] if has_cell else None
+    ctx.reverse, keep_workspace = inputs[6 if has_cell else 5:]
+    torch._check(keep_workspace, lambda: f"fastrnn: {cell}_forward with keep_workspace=False "
+                 "cannot be differentiated (its inputs require grad): pass True")
+    ctx.has_bias = bias_hh is not None
+    # Only for double backward (_backward_by_recomputation): the recompute function, and
+    # after the op's own saved tensors bias_hh and the recompute arguments.
+    ctx.recompute = None if recompute is None else recompute.fn
+    extra = () if recompute is None else (bias_hh, *recompute.args)
+    out, workspace = output[0], output[-1]
+    saved_states = (h0, c0) if has_cell else (h0,)
+    ctx.save_for_backward(batch_sizes, weight_hh, *saved_states, out, workspace, *extra)
+
+
+def _run_backward_op(cell: str, *args):
+    # Without create_graph nothing differentiates this call: skip the backward op's Python
+    # autograd (no_double_backward in _register), which would only cost time. With
+    # create_graph it is called normally and raises.
+    if torch.is_grad_enabled() or not _eager():
+        return _BACKWARD_OPS[cell](*args)
+    with _compat.below_autograd():
+        return _BACKWARD_OPS[cell](*args)
+
+
+def _backward(cell: str, ctx, *grads):
+    """The op's autograd formula: gradients of (input_proj, batch_sizes, weight_hh, bias_hh,
+    h0[, c0], reverse, keep_workspace)."""
+    if torch.is_grad_enabled() and ctx.recompute is not None:  # create_graph=True
+        return _backward_by_recomputation(cell, ctx, grads)
+    has_cell = CELLS[cell][2]
+    batch_sizes, weight_hh, *states, out, workspace = ctx.saved_tensors[:_OWN_SAVED[cell]]
+    grad_output = torch.zeros_like(out) if grads[0] is None else grads[0]
+    state_grads = [torch.zeros_like(state) if grad is None else grad
+                   for state, grad in zip(states, grads[1:])]
+    results = _run_backward_op(
+        cell, grad_output.contiguous(), *(g.contiguous() for g in state_grads), batch_sizes,
+        weight_hh, *states, out, workspace, ctx.reverse)
+    gi, gw, gb, *state_input_grads = results
+    return (gi, None, gw, gb if ctx.has_bias else None, *state_input_grads, None, None)
+
+
 def _register(cell: str) -> None:
-    _, saved, has_cell = CELLS[cell]
-    forward_name = f"fastrnn::{cell}_forward"
-    backward_op = getattr(torch.ops.fastrnn, f"{cell}_backward").default
-
-    def run_backward(*args):
-        # Without create_graph nothing differentiates this call: skip the backward op's
-        # Python autograd (no_double_backward below), which would only cost time. With
-        # create_graph it is called normally and raises (see no_double_backward).
-        if torch.is_grad_enabled() or not _eager():
-            return backward_op(*args)
-        with torch._C._AutoDispatchBelowAutograd():
-            return backward_op(*args)
-
-    @torch.library.register_fake(forward_name)
-    def _(input_proj, batch_sizes, weight_hh, bias_hh, h0, *rest):
-        # rest: [c0,] reverse[, keep_workspace]
-        keep_workspace = rest[-1] if len(rest) == (3 if has_cell else 2) else True
-        _check_defined(input_proj=input_proj, weight_hh=weight_hh, h0=h0,
-                       **({"c0": rest[0]} if has_cell else {}))
-        _check_batch_sizes(batch_sizes, input_proj)
-        # One meta tensor among real ones sends the call here: refuse mixed devices
-        # rather than return uninitialised results.
-        _check_same_device(weight_hh, input_proj=input_proj, bias_hh=bias_hh, h0=h0,
-                           c0=rest[0] if has_cell else None)
-        gates = CELLS[cell][0]
-        torch._check(
-            weight_hh.dim() == 2 and weight_hh.shape[0] == gates * weight_hh.shape[1],
-            lambda: f"fastrnn: weight_hh of {cell} must have shape [{gates}*hidden_size, "
-            f"hidden_size], got {list(weight_hh.shape)}",
-        )
-        tokens, hidden = input_proj.shape[0], weight_hh.shape[1]
-        torch._check(
-            input_proj.dim() == 2 and input_proj.shape[1] == gates * hidden,
-            lambda: f"fastrnn: input_proj must have shape [total_tokens, {gates * hidden}], "
-            f"got {list(input_proj.shape)}",
-        )
-        output = input_proj.new_empty((tokens, hidden))
-        workspace = input_proj.new_empty(
-            (tokens if saved and keep_workspace else 0, saved * hidden),
-            dtype=_workspace_dtype(input_proj.dtype),
-        )
-        states = [torch.empty_like(h0) for _ in range(2 if has_cell else 1)]
-        return (output, *states, workspace)
-
-    @torch.library.register_fake(f"fastrnn::{cell}_backward")
-    def _(grad_output, grad_h_n, *rest):
-        weight_hh, h0 = (rest[2], rest[3]) if has_cell else (rest[1], rest[2])
-        batch_sizes = rest[1] if has_cell else rest[0]
-        names = (["grad_output", "grad_h_n", "grad_c_n", "batch_sizes", "weight_hh", "h0", "c0",
-                  "output", "workspace"] if has_cell else
-                 ["grad_output", "grad_h_n", "batch_sizes", "weight_hh", "h0", "output",
-                  "workspace"])
-        tensors = dict(zip(names, (grad_output, grad_h_n) + tuple(rest)))
-        _check_defined(**{k: v for k, v in tensors.items() if k != "batch_sizes"})
-        _check_batch_sizes(batch_sizes, grad_output)
-        del tensors["batch_sizes"], tensors["weight_hh"]
-        _check_same_device(weight_hh, **tensors)
-        tokens = grad_output.shape[0]
-        grads = [
-            weight_hh.new_empty((tokens, weight_hh.shape[0])),
-            torch.empty_like(weight_hh),
-            weight_hh.new_empty((weight_hh.shape[0],)),
-            torch.empty_like(h0),
-        ]
-        if has_cell:
-            grads.append(torch.empty_like(h0))
-        return tuple(grads)
-
-    def setup_context(ctx, inputs, output):
-        # Unused outputs (always the workspace) get None, not a materialised zero tensor.
-        ctx.set_materialize_grads(False)
-        input_proj, batch_sizes, weight_hh, bias_hh, h0 = inputs[:5]
-        c0 = inputs[5] if has_cell else None
-        ctx.reverse, keep_workspace = inputs[6 if has_cell else 5:]
-        torch._check(keep_workspace, lambda: f"fastrnn: {cell}_forward with keep_workspace=False "
-                     "cannot be differentiated (its inputs require grad): pass True")
-        ctx.has_bias = bias_hh is not None
-        # Only for double backward (see _backward_by_recomputation and recomputable): the
-        # recompute function, and after the op's own saved tensors bias_hh and its arguments.
-        recompute, recompute_args = getattr(input_proj, "_fastrnn_recompute", (None, ()))
-        ctx.recompute = recompute
-        extra = () if recompute is None else (bias_hh, *recompute_args)
-        out, workspace = output[0], output[-1]
-        saved_states = (h0, c0) if has_cell else (h0,)
-        ctx.save_for_backward(batch_sizes, weight_hh, *saved_states, out, workspace, *extra)
-
-    def backward(ctx, *grads):
-        if torch.is_grad_enabled() and ctx.recompute is not None:  # create_graph=True
-            return _backward_by_recomputation(cell, ctx, grads)
-        batch_sizes, weight_hh, *states, out, workspace = ctx.saved_tensors[:_OWN_SAVED[cell]]
-        grad_output, grad_h_n = grads[0], grads[1]
-        grad_output = torch.zeros_like(out) if grad_output is None else grad_output
-        grad_h_n = torch.zeros_like(states[0]) if grad_h_n is None else grad_h_n
-        if has_cell:
-            grad_c_n = torch.zeros_like(states[1]) if grads[2] is None else grads[2]
-            gi, gw, gb, gh0, gc0 = run_backward(
-                grad_output.contiguous(), grad_h_n.contiguous(), grad_c_n.contiguous(),
-                batch_sizes, weight_hh, states[0], states[1], out, workspace, ctx.reverse,
-            )
-            return gi, None, gw, gb if ctx.has_bias else None, gh0, gc0, None, None
-        gi, gw, gb, gh0 = run_backward(
-            grad_output.contiguous(), grad_h_n.contiguous(),
-            batch_sizes, weight_hh, states[0], out, workspace, ctx.reverse,
-        )
-        return gi, None, gw, gb if ctx.has_bias else None, gh0, None, None
-
-    torch.library.register_autograd(forward_name, backward, setup_context=setup_context)
+    """The op's fake kernels and autograd (torch.library), and its eager autograd.Function."""
+    torch.library.register_fake(f"fastrnn::{cell}_forward")(partial(_forward_fake, cell))
+    torch.library.register_fake(f"fastrnn::{cell}_backward")(partial(_backward_fake, cell))
+    # The registered op (seen by torch.compile, jit.trace) carries no recompute recipe.
+    torch.library.register_autograd(
+        f"fastrnn::{cell}_forward", partial(_backward, cell),
+        setup_context=lambda ctx, inputs, output: _save_for_backward(cell, ctx, inputs, output,
+                                                                     None))
     forward_op = _FORWARD_OPS[cell]
 
     class Fused(torch.autograd.Function):
-        """The eager path of the op's autograd (_call): the same setup_context and backward."""
+        """The eager path of the op's autograd (_call): the same formula, plus the recompute
+        recipe for double backward as its last argument."""
 
         # forward takes ctx (no separate setup_context): with one, Function.apply binds
         # the arguments with inspect.signature on every call (~20 us).
         @staticmethod
         def forward(ctx, *args):
-            with torch._C._AutoDispatchBelowAutograd():
-                output = forward_op(*args)
-            setup_context(ctx, args, output)
+            *inputs, recompute = args
+            with _compat.below_autograd():
+                output = forward_op(*inputs)
+            _save_for_backward(cell, ctx, inputs, output, recompute)
             ctx.mark_non_differentiable(output[-1])
             return output
 
         @staticmethod
         def backward(ctx, *grads):
-            return backward(ctx, *grads)
+            return (*_backward(cell, ctx, *grads), None)
 
     Fused.__name__ = Fused.__qualname__ = f"{cell}_fused"
     _AUTOGRAD[cell] = Fused
 
     # The backward op itself has no derivative (create_graph=True calls it only when the
-    # layer cannot be recomputed, see backward above): without this, autograd would only
-    # warn and treat it as constant, i.e. silently wrong second derivatives.
+    # layer cannot be recomputed, see _backward): without this, autograd would only warn and
+    # treat it as constant, i.e. silently wrong second derivatives.
     def no_double_backward(ctx, *grads):
         raise _double_backward_error(cell)
 
@@ -326,9 +336,9 @@ def _register(cell: str) -> None:
 def _double_backward_error(cell: str) -> RuntimeError:
     return RuntimeError(
         f"fastrnn: double backward through {cell} (the gradient of fastrnn's gradient, "
-        "e.g. a gradient penalty after create_graph=True) is supported only when input_proj "
-        "comes from fastrnn.ops.input_projection (or is marked with fastrnn.ops.recomputable), "
-        "as in fastrnn's modules and rnn_stack")
+        "e.g. a gradient penalty after create_graph=True) needs the op called with "
+        "recompute=fastrnn.ops.Recompute(fn, args) saying how input_proj was made (as "
+        "fastrnn's modules and rnn_stack do), outside torch.compile and torch.jit.trace")
 
 
 def _backward_by_recomputation(cell: str, ctx, grads):

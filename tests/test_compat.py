@@ -12,10 +12,20 @@ import fastrnn
 PRIVATE_NAMES = [
     ("torch._dynamo.variables.builder", "VariableBuilder.wrap_module"),  # _compat
     ("torch._dynamo.config", "allow_rnn"),  # _compat
-    ("torch._C", "_are_functorch_transforms_active"),  # functional._plain_ops_needed
-    ("torch._C", "_is_any_autocast_enabled"),  # modules.LSTM._torch_is_faster
-    ("torch", "_VF.lstm"),  # modules.LSTM._torch_lstm
+    ("torch._C", "_are_functorch_transforms_active"),  # _compat.functorch_transform_active
+    ("torch._C", "_AutoDispatchBelowAutograd"),  # _compat.below_autograd
+    ("torch._C", "_is_any_autocast_enabled"),  # _compat.torch_lstm_is_faster
+    ("torch", "_VF.lstm"),  # _compat.torch_lstm
+    ("torch.nn", "RNNBase._update_flat_weights"),  # the modules (their own base class's)
+    ("torch.nn", "LSTM.check_forward_args"),
+    ("torch.nn", "LSTM.permute_hidden"),
 ]
+
+
+def test_rnnbase_keeps_its_flat_weights_attributes():
+    module = nn.LSTM(2, 3)
+    assert [w is getattr(module, n) for n, w in
+            zip(module._flat_weights_names, module._flat_weights)] == [True] * 4
 
 
 @pytest.mark.parametrize("module, name", PRIVATE_NAMES)
