@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fastrnn  # noqa: E402
 from agnews_lengths import length_population, sample_lengths  # noqa: E402
 from bench_cpu import machine  # noqa: E402
+from tables import MODULE_STEP_HEADER, module_step_row  # noqa: E402
 
 SHAPES = {"agnews": dict(batch=16, input_size=64, hidden_size=32),
           "large": dict(batch=64, input_size=512, hidden_size=512)}
@@ -134,16 +135,8 @@ def run(shape, cases, passes, rounds, seed=0):
     return rows
 
 
-HEADER = ("| shape | case | pass | torch layout | fastrnn ms | torch ms | speed-up | target |\n"
-          "|---|---|---|---|---:|---:|---:|---|")
-
-
 def print_row(row):
-    target = "" if row["target"] is None else (
-        f"{row['target']}x {'met' if row['met'] else 'NOT met'}")
-    print(f"| {row['shape']} | {row['case']} | {row['pass_']} | {row['torch_layout']} "
-          f"| {row['fastrnn_ms']:.3f} | {row['torch_ms']:.3f} | {row['speedup']:.2f}x "
-          f"| {target} |", flush=True)
+    print(module_step_row(row), flush=True)
 
 
 def main():
@@ -162,7 +155,7 @@ def main():
     print(f"machine: {info}")
     print("ms per call (4 AG News batches; large: 1 batch), medians; speed-up = median of "
           "per-round torch/fastrnn")
-    print(HEADER)
+    print(MODULE_STEP_HEADER)
     rows = []
     for shape in args.shapes:
         cases = args.cases if shape == "agnews" else [

@@ -14,7 +14,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tables import agnews_table, cpu_speed_table, saved_memory_table  # noqa: E402
+from tables import (agnews_table, cpu_speed_table, module_step_table,  # noqa: E402
+                    saved_memory_table)
 
 AGNEWS_FWD_BWD = dict(shape="agnews", pass_="forward+backward")
 
@@ -38,6 +39,8 @@ TABLES = {
     "cpu-speed": lambda: cpu_speed_table(_load("cpu-2core-torch2.13.json")),
     "cpu-speed-summary": lambda: cpu_speed_table(_load("cpu-2core-torch2.13.json"),
                                                  **AGNEWS_FWD_BWD),
+    "module-step": lambda: module_step_table(_load("module-cpu-2core-torch2.13.json"),
+                                             _load("module-cpu-2core-torch2.13-large.json")),
     "saved-memory": lambda: _saved("rows"),
     "saved-memory-proj": lambda: _saved("proj_rows"),
     "agnews": lambda: agnews_table([json.load(open(p)) for p in

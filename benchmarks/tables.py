@@ -78,3 +78,28 @@ def agnews_table(reports: List[dict]) -> str:
         return config["model"], bool(config.get("sparse_embedding")), config["seed"]
 
     return "\n".join([AGNEWS_HEADER, *(agnews_row(r) for r in sorted(reports, key=key))])
+
+
+MODULE_STEP_HEADER = ("| shape | case | pass | torch layout | fastrnn ms | torch ms | speed-up "
+                      "| target |\n|---|---|---|---|---:|---:|---:|---|")
+
+
+def module_step_row(row: dict) -> str:
+    target = "" if row["target"] is None else (
+        f"{row['target']}x {'met' if row['met'] else 'NOT met'}")
+    return (f"| {row['shape']} | {row['case']} | {row['pass_']} | {row['torch_layout']} "
+            f"| {row['fastrnn_ms']:.3f} | {row['torch_ms']:.3f} | {row['speedup']:.2f}x "
+            f"| {target} |")
+
+
+def module_step_table(*reports: dict) -> str:
+    """bench_module_cpu.py reports (e.g. the AG News and the large shape), one table."""
+    lines = []
+    for report in reports:
+        machine = report["machine"]
+        load = machine.get("load_avg_start")
+        lines.append(machine_line(machine)
+                     + (f" Load average at start {load[0]:.1f}." if load else ""))
+    lines += ["", MODULE_STEP_HEADER]
+    lines += [module_step_row(row) for report in reports for row in report["results"]]
+    return "\n".join(lines)
