@@ -141,15 +141,10 @@ def print_row(row):
 
 
 def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    """The CPU machine a result comes from (bench_module_cpu.py records the same)."""
     built = fastrnn.info.build_info()
     simd = "AVX-512" if built["avx512"] == "1" else "AVX2" if built["avx2"] == "1" else "no SIMD"
-    return dict(cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(),
+    return dict(cpu=fastrnn.info.cpu_name(), cores=os.cpu_count(), threads=torch.get_num_threads(),
                 torch=torch.__version__, python=platform.python_version(),
                 date=time.strftime("%Y-%m-%d"), simd=simd)
 

@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fastrnn  # noqa: E402
+import fastrnn.info  # noqa: E402
 from tables import saved_memory_table  # noqa: E402
 
 CLASSES = {"lstm": (torch.nn.LSTM, fastrnn.LSTM), "gru": (torch.nn.GRU, fastrnn.GRU),
@@ -106,14 +107,14 @@ def main():
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     rows, proj_rows = run(), run_proj()
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}")
+    print(f"machine: {fastrnn.info.cpu_name()}, torch {torch.__version__}")
     print_table(rows)
     print("LSTM with proj_size = hidden_size / 4:")
     print_table(proj_rows)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(torch=torch.__version__, python=platform.python_version(),
-                           machine=platform.processor() or platform.machine(),
+                           machine=fastrnn.info.cpu_name(),
                            date=time.strftime("%Y-%m-%d"), rows=rows, proj_rows=proj_rows),
                       f, indent=1)
 

@@ -41,7 +41,8 @@ def cuda_path(cell: str, hidden_size: int, dtype: torch.dtype = torch.float32,
     return torch.ops.fastrnn.cuda_path(cell, hidden_size, dtype, batch)
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -73,7 +74,7 @@ def describe() -> str:
         + (", sanitizers (ASan+UBSan)" if info["sanitize"] == "1" else "")
         + (", debug build" if info["debug"] == "1" else ""),
         f"compiler: {info['compiler']}",
-        f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores, "
+        f"CPU: {cpu_name()}, {os.cpu_count()} logical cores, "
         f"{torch.get_num_threads()} torch threads",
     ]
     if not torch.cuda.is_available():

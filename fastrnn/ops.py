@@ -278,7 +278,6 @@ def _backward(cell: str, ctx, *grads):
     h0[, c0], reverse, keep_workspace)."""
     if torch.is_grad_enabled() and ctx.recompute is not None:  # create_graph=True
         return _backward_by_recomputation(cell, ctx, grads)
-    has_cell = CELLS[cell][2]
     batch_sizes, weight_hh, *states, out, workspace = ctx.saved_tensors[:_OWN_SAVED[cell]]
     grad_output = torch.zeros_like(out) if grads[0] is None else grads[0]
     state_grads = [torch.zeros_like(state) if grad is None else grad

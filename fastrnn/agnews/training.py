@@ -12,7 +12,8 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from .data import CLASSES, ensure_files, read_csv
-from .models import RecurrentClock, build_model
+from .models import build_model
+from .timing import RecurrentClock
 from .text import Vocab, basic_english
 
 
