@@ -11,6 +11,7 @@ from contextlib import nullcontext
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
@@ -24,8 +25,35 @@ class _FusedRNNBase(nn.RNNBase):
     """forward() shared by the three modules; torch.nn's input handling, fastrnn's math.
     Listed before torch.nn's class in each module's bases, so its methods win."""
 
+    def __init__(self, *args, weight_drop: float = 0.0, **kwargs):
+        if isinstance(weight_drop, bool) or not isinstance(weight_drop, (int, float)) \
+                or not 0 <= weight_drop < 1:
+            raise ValueError("weight_drop should be a number in range [0, 1) representing the "
+                             f"probability of dropping an element of weight_hh, but got "
+                             f"{weight_drop!r}")
+        super().__init__(*args, **kwargs)
+        # DropConnect on the recurrent weights (AWD-LSTM's weight drop), beyond torch.nn.
+        self.weight_drop = float(weight_drop)
+
     def _get_name(self) -> str:
         return f"fastrnn.{type(self).__name__}"
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text + (f", weight_drop={self.weight_drop}" if self._weight_drop() else "")
+
+    def _weight_drop(self) -> float:
+        # Modules made by convert() or unpickled from before the option have no attribute.
+        return getattr(self, "weight_drop", 0.0)
+
+    def _weights(self):
+        """The flat weights this forward uses: in training with weight_drop, each weight_hh
+        with one fresh dropout mask (the same for every step, as AWD-LSTM's WeightDrop)."""
+        p = self._weight_drop()
+        if not (p > 0 and self.training):
+            return self._flat_weights
+        return [F.dropout(w, p=p, training=True) if name.startswith("weight_hh") else w
+                for name, w in zip(self._flat_weights_names, self._flat_weights)]
 
     def flatten_parameters(self) -> None:
         # cuDNN's flat weight buffer is never used by fastrnn.
@@ -159,7 +187,7 @@ class _FusedRNNBase(nn.RNNBase):
             batch_sizes = torch.full((steps if batch else 0,), batch, dtype=torch.int64,
                                      device="cpu")
             padded_shape = (steps, batch)
-        weights = self._flat_weights
+        weights = self._weights()
         autocast = (data.device.type in ("cpu", "cuda")
                     and torch.is_autocast_enabled(data.device.type))
         if autocast:
@@ -181,6 +209,9 @@ class _FusedRNNBase(nn.RNNBase):
     def __prepare_scriptable__(self):
         # torch.jit.script cannot compile this forward: it scripts torch.nn's module in
         # its place, holding these very parameters (torch.nn's results, not fused).
+        if self._weight_drop():
+            raise RuntimeError("fastrnn: torch.jit.script of a module with weight_drop is not "
+                               "supported (torch.nn has no weight drop to script instead)")
         if torch.nn.utils.parametrize.is_parametrized(self):
             raise RuntimeError("fastrnn: torch.jit.script of a parametrized fastrnn module is "
                                "not supported; script fastrnn.to_torch(model) instead")
@@ -262,6 +293,8 @@ class LSTM(_FusedRNNBase, nn.LSTM):
         return (hidden[0], hidden[1])
 
     def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
+        if self._weight_drop() and self.training:
+            return False
         return _compat.torch_lstm_is_faster(self, input, batch_sizes, hx)
 
     def _torch_lstm(self, input, batch_sizes, hx):
