@@ -53,6 +53,18 @@ void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref) {
               " (the device of weight_hh), got ", t.device());
 }
 
+// Checks weight_hh ([G*H, H], floating, H >= 1) and returns the hidden size H.
+int64_t check_weight_hh(CellKind kind, const at::Tensor& weight_hh) {
+  const int64_t G = cell_info(kind).gates;
+  check_floating(weight_hh, "weight_hh");
+  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
+              "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
+              "*hidden_size, hidden_size], got ", weight_hh.sizes());
+  const int64_t H = weight_hh.size(1);
+  TORCH_CHECK(H >= 1, "fastrnn: hidden_size (weight_hh.size(1)) must be at least 1, got ", H);
+  return H;
+}
+
 // Argument checks of the forward ops; `c0` only for a cell with a cell state. Returns the
 // steps.
 PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
@@ -62,13 +74,7 @@ PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
   check_defined({{&input_proj, "input_proj"}, {&batch_sizes, "batch_sizes"},
                  {&weight_hh, "weight_hh"}, {&h0, "h0"}});
   if (c0) check_defined({{c0, "c0"}});
-  const int64_t G = cell_info(kind).gates;
-  check_floating(weight_hh, "weight_hh");
-  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
-              "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
-              "*hidden_size, hidden_size], got ", weight_hh.sizes());
-  const int64_t H = weight_hh.size(1);
-  TORCH_CHECK(H >= 1, "fastrnn: hidden_size (weight_hh.size(1)) must be at least 1, got ", H);
+  const int64_t G = cell_info(kind).gates, H = check_weight_hh(kind, weight_hh);
   TORCH_CHECK(h0.dim() == 2, "fastrnn: h0 must have shape [batch, hidden_size=", H, "], got ",
               h0.sizes());
   const int64_t batch = h0.size(0);
@@ -99,13 +105,7 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
                  {&batch_sizes, "batch_sizes"}, {&weight_hh, "weight_hh"}, {&h0, "h0"},
                  {&output, "output"}, {&workspace, "workspace"}});
   if (c0) check_defined({{c0, "c0"}, {grad_c_n, "grad_c_n"}});
-  const int64_t G = cell_info(kind).gates;
-  check_floating(weight_hh, "weight_hh");
-  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
-              "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
-              "*hidden_size, hidden_size], got ", weight_hh.sizes());
-  const int64_t H = weight_hh.size(1);
-  TORCH_CHECK(H >= 1, "fastrnn: hidden_size (weight_hh.size(1)) must be at least 1, got ", H);
+  const int64_t H = check_weight_hh(kind, weight_hh);
   TORCH_CHECK(h0.dim() == 2, "fastrnn: h0 must have shape [batch, hidden_size], got ", h0.sizes());
   const int64_t batch = h0.size(0);
   check_like(h0, "h0", weight_hh);
@@ -185,7 +185,8 @@ using OptTensor = c10::optional<at::Tensor>;
 
 // The schemas of a cell's two ops; the `[...]` parts only with a cell state.
 std::string forward_schema(const CellInfo& cell) {
-  const std::string c = cell.has_cell ? "Tensor c0, " : "", c_n = cell.has_cell ? "Tensor c_n, " : "";
+  const std::string c = cell.has_cell ? "Tensor c0, " : "";
+  const std::string c_n = cell.has_cell ? "Tensor c_n, " : "";
   return std::string(cell.name) +
       "_forward(Tensor input_proj, Tensor batch_sizes, Tensor weight_hh, Tensor? bias_hh, "
       "Tensor h0, " + c + "bool reverse, bool keep_workspace=True) -> (Tensor output, "

@@ -71,7 +71,8 @@ Launch plan(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_siz
   const int64_t G = cell_info(kind).gates;
   const int64_t threads = std::min<int64_t>(kMaxThreads, (G * H + 31) / 32 * 32);
   return {static_cast<int>(rows), static_cast<unsigned>((batch + rows - 1) / rows),
-          static_cast<int>(threads), persistent_smem_bytes(G, H, weight_elem_size, elem_size, rows)};
+          static_cast<int>(threads),
+          persistent_smem_bytes(G, H, weight_elem_size, elem_size, rows)};
 }
 
 // Allows kKernel more than 48 KiB of dynamic shared memory when it needs it, once per
