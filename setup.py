@@ -124,7 +124,7 @@ def extensions():
     # -fno-trapping-math lets GCC if-convert the branch-free activations and
     # vectorise the pointwise loops; it changes no result (FP traps are off anyway).
     cxx = opt + san + ["-fopenmp", "-fno-trapping-math"] + cpu_flags()
-    sources = ["csrc/ops.cpp", "csrc/recurrence.cpp", "csrc/build_info.cpp",
+    sources = ["csrc/ops.cpp", "csrc/recurrence.cpp", "csrc/cells.cpp", "csrc/build_info.cpp",
                "csrc/cpu/recurrence_cpu.cpp"]
     kwargs = dict(extra_link_args=["-fopenmp"] + san, py_limited_api=False)
     if sanitize:

@@ -20,7 +20,7 @@ namespace fastrnn {
 
 // --- activations -----------------------------------------------------------
 // float uses a branch-free Cephes polynomial (1-2 ulp) that compilers
-// vectorise; libm's scalar expf/tanhf cost 20-40 ns each (PERF-NOTES.md).
+// vectorise; libm's scalar expf/tanhf cost 20-40 ns each, measured at the AG News shape.
 // double keeps libm: it serves gradcheck and 1e-10 comparisons, not speed.
 
 C10_HOST_DEVICE inline float fast_exp(float x) {
@@ -78,18 +78,47 @@ template <typename T>
 C10_HOST_DEVICE inline T relu_act(T x) { return x < T(0) ? T(0) : x; }
 
 // --- cells -------------------------------------------------------------------
+// A cell is a struct of traits and two functions; its traits are the one description
+// of the cell that the CPU and CUDA loops, the buffers (csrc/recurrence.cpp), the op
+// schemas and, through cell_table(), Python read (csrc/cells.h lists the cells).
+//   kName          the ops' prefix: torch.ops.fastrnn.<kName>_forward / _backward
+//   kGates (G)     gate blocks: input_proj and weight_hh have G*H columns / rows
+//   kSaved (S)     values per hidden unit and token forward saves for backward
+// and, where a cell differs from CellDefaults:
+//   kHasCell       a cell state c next to h (c0 / c_n / grad_c_n in the ops)
+//   kCellStateSlot the saved slot holding c_t (saved[kCellStateSlot*H + j]), which the
+//                  backward loops read as the c_{t-1} of the next token
+//   kSeparateHiddenGrad  dL/d(W_hh h + b_hh) differs from dL/d(input_proj) (dgh != dgx),
+//                  and backward() leaves a part of dL/dh_{t-1} in dh
+//   kRowReduction  hook for a cell whose step needs a reduction over the units of a row
+//                  (a LayerNorm LSTM normalises each row's G*H gate pre-activations).
+//                  Such a cell would also provide the reduction (e.g. a
+//                  row_stats(H, gx, gh, stats) that the loops call once per live row between
+//                  the GEMM and the pointwise pass, its stats passed to forward()/backward()
+//                  and saved with the workspace), so that the loops stay one template for
+//                  every cell. No cell needs it yet: the loops (csrc/cpu/recurrence_cpu.cpp,
+//                  csrc/cuda/per_step.cuh, csrc/cuda/persistent_kernels.cuh) static_assert it
+//                  is off until the first such cell adds the calls.
 // forward(): writes h (in place over h_prev) and, for LSTM, c; stores in
 //   `saved` (kSaved*H values per token) what backward needs.
 // backward(): `dh` holds dL/dh_t on entry and, on exit, the part of
 //   dL/dh_{t-1} that does not flow through W_hh (zero unless GRU); writes
 //   dL/d(gx) to `dgx` and dL/d(gh) to `dgh` (the same for LSTM and RNN).
 
+struct CellDefaults {
+  static constexpr bool kHasCell = false;
+  static constexpr int kCellStateSlot = 0;  // read only with kHasCell
+  static constexpr bool kSeparateHiddenGrad = false;
+  static constexpr bool kRowReduction = false;
+};
+
 template <typename T>
-struct LSTMCell {
+struct LSTMCell : CellDefaults {
+  static constexpr const char* kName = "lstm";
   static constexpr int kGates = 4;
   static constexpr int kSaved = 5;  // i f g o c
   static constexpr bool kHasCell = true;
-  static constexpr bool kSeparateHiddenGrad = false;
+  static constexpr int kCellStateSlot = 4;
 
   C10_HOST_DEVICE static inline void forward(int64_t j, int64_t H, const T* gx,
                                              const T* gh, T* h, T* c, T* saved) {
@@ -104,7 +133,7 @@ struct LSTMCell {
     saved[H + j] = f;
     saved[2 * H + j] = g;
     saved[3 * H + j] = o;
-    saved[4 * H + j] = cy;
+    saved[kCellStateSlot * H + j] = cy;
   }
 
   // c_prev: the cell state before this token; dc: dL/dc_t in, dL/dc_{t-1} out.
@@ -112,7 +141,7 @@ struct LSTMCell {
                                               const T* /*h_prev*/, const T* c_prev,
                                               T* dh, T* dc, T* dgx, T* /*dgh*/) {
     T i = saved[j], f = saved[H + j], g = saved[2 * H + j], o = saved[3 * H + j];
-    T tc = tanh_act(saved[4 * H + j]);
+    T tc = tanh_act(saved[kCellStateSlot * H + j]);
     T dhy = dh[j];
     T dcy = dc[j] + dhy * o * (T(1) - tc * tc);
     dgx[j] = dcy * g * i * (T(1) - i);
@@ -125,10 +154,10 @@ struct LSTMCell {
 };
 
 template <typename T>
-struct GRUCell {
+struct GRUCell : CellDefaults {
+  static constexpr const char* kName = "gru";
   static constexpr int kGates = 3;
   static constexpr int kSaved = 4;  // r z n hn (hn = W_hn h + b_hn)
-  static constexpr bool kHasCell = false;
   static constexpr bool kSeparateHiddenGrad = true;
 
   C10_HOST_DEVICE static inline void forward(int64_t j, int64_t H, const T* gx,
@@ -163,11 +192,10 @@ struct GRUCell {
 };
 
 template <typename T, bool Relu>
-struct RNNCell {
+struct RNNCell : CellDefaults {
+  static constexpr const char* kName = Relu ? "rnn_relu" : "rnn_tanh";
   static constexpr int kGates = 1;
   static constexpr int kSaved = 0;  // the output h is all backward needs
-  static constexpr bool kHasCell = false;
-  static constexpr bool kSeparateHiddenGrad = false;
 
   C10_HOST_DEVICE static inline void forward(int64_t j, int64_t /*H*/, const T* gx,
                                              const T* gh, T* h, T* /*c*/, T* /*saved*/) {

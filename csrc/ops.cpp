@@ -1,7 +1,10 @@
-// The fastrnn op schemas, their argument checks, and the CPU (and CUDA) registrations.
+// The fastrnn op schemas, one forward and one backward op per cell of the table
+// (csrc/cells.h), the argument checks and the dtype handling every device shares.
+// Each device's source registers its kernels (register_kernels, TORCH_LIBRARY_IMPL in
+// csrc/cpu/recurrence_cpu.cpp and csrc/cuda/recurrence_cuda.cu).
 //
-// Each cell type has a forward and a backward op over one layer in one
-// direction of a packed sequence (see README.md, "The ops"):
+// Each op runs one layer in one direction of a packed sequence (docs/ops.md); c0, c_n,
+// grad_c_n and grad_c0 only for a cell with a cell state (LSTM):
 //   <cell>_forward(input_proj, batch_sizes, weight_hh, bias_hh?, h0, [c0,] reverse,
 //                  keep_workspace=True) -> (output, h_n, [c_n,] workspace)
 //   (keep_workspace=False: no backward will follow; the workspace comes back empty)
@@ -14,6 +17,7 @@
 #include <torch/library.h>
 
 #include <initializer_list>
+#include <string>
 #include <utility>
 
 #include "recurrence.h"
@@ -49,8 +53,20 @@ void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref) {
               " (the device of weight_hh), got ", t.device());
 }
 
-}  // namespace
+// Checks weight_hh ([G*H, H], floating, H >= 1) and returns the hidden size H.
+int64_t check_weight_hh(CellKind kind, const at::Tensor& weight_hh) {
+  const int64_t G = cell_info(kind).gates;
+  check_floating(weight_hh, "weight_hh");
+  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
+              "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
+              "*hidden_size, hidden_size], got ", weight_hh.sizes());
+  const int64_t H = weight_hh.size(1);
+  TORCH_CHECK(H >= 1, "fastrnn: hidden_size (weight_hh.size(1)) must be at least 1, got ", H);
+  return H;
+}
 
+// Argument checks of the forward ops; `c0` only for a cell with a cell state. Returns the
+// steps.
 PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
                                const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
                                const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
@@ -58,13 +74,7 @@ PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
   check_defined({{&input_proj, "input_proj"}, {&batch_sizes, "batch_sizes"},
                  {&weight_hh, "weight_hh"}, {&h0, "h0"}});
   if (c0) check_defined({{c0, "c0"}});
-  const int64_t G = gate_count(kind);
-  check_floating(weight_hh, "weight_hh");
-  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
-              "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
-              "*hidden_size, hidden_size], got ", weight_hh.sizes());
-  const int64_t H = weight_hh.size(1);
-  TORCH_CHECK(H >= 1, "fastrnn: hidden_size (weight_hh.size(1)) must be at least 1, got ", H);
+  const int64_t G = cell_info(kind).gates, H = check_weight_hh(kind, weight_hh);
   TORCH_CHECK(h0.dim() == 2, "fastrnn: h0 must have shape [batch, hidden_size=", H, "], got ",
               h0.sizes());
   const int64_t batch = h0.size(0);
@@ -85,6 +95,7 @@ PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
   return read_batch_sizes(batch_sizes, batch, input_proj.size(0), "input_proj");
 }
 
+// Argument checks of the backward ops (`grad_c_n`, `c0` only with a cell state).
 PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
                                 const at::Tensor& grad_h_n, const at::Tensor* grad_c_n,
                                 const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
@@ -94,13 +105,7 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
                  {&batch_sizes, "batch_sizes"}, {&weight_hh, "weight_hh"}, {&h0, "h0"},
                  {&output, "output"}, {&workspace, "workspace"}});
   if (c0) check_defined({{c0, "c0"}, {grad_c_n, "grad_c_n"}});
-  const int64_t G = gate_count(kind);
-  check_floating(weight_hh, "weight_hh");
-  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
-              "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
-              "*hidden_size, hidden_size], got ", weight_hh.sizes());
-  const int64_t H = weight_hh.size(1);
-  TORCH_CHECK(H >= 1, "fastrnn: hidden_size (weight_hh.size(1)) must be at least 1, got ", H);
+  const int64_t H = check_weight_hh(kind, weight_hh);
   TORCH_CHECK(h0.dim() == 2, "fastrnn: h0 must have shape [batch, hidden_size], got ", h0.sizes());
   const int64_t batch = h0.size(0);
   check_like(h0, "h0", weight_hh);
@@ -120,21 +125,17 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
     check_like(*grad_c_n, "grad_c_n", weight_hh);
     check_shape(*grad_c_n, "grad_c_n", {batch, H}, "the shape of h0");
   }
-  const int64_t S = saved_count(kind);
+  const int64_t S = cell_info(kind).saved;
   TORCH_CHECK(workspace.device() == weight_hh.device(), "fastrnn: workspace must be on ",
               weight_hh.device());
   if (S > 0) {
     check_shape(workspace, "workspace", {N, S * H}, "as returned by the forward op");
-    // The workspace is in the compute dtype: float32 for bfloat16/float16.
-    const auto dtype = weight_hh.scalar_type();
-    const auto ws_dtype = (dtype == at::kBFloat16 || dtype == at::kHalf) ? at::kFloat : dtype;
+    const auto ws_dtype = compute_dtype(weight_hh.scalar_type());
     TORCH_CHECK(workspace.scalar_type() == ws_dtype, "fastrnn: workspace must have dtype ",
                 ws_dtype, " (as returned by the forward op), got ", workspace.scalar_type());
   }
   return read_batch_sizes(batch_sizes, batch, N, "output");
 }
-
-namespace {
 
 // The kernels compute in float for reduced-precision inputs; the workspace
 // stays in float, outputs and gradients return in the input dtype.
@@ -142,37 +143,31 @@ at::Tensor opt_compute_dtype(const c10::optional<at::Tensor>& t) {
   return t.has_value() ? to_compute_dtype(*t) : at::Tensor();
 }
 
-template <CellKind kind>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_op_impl(
-    const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
-    const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, const at::Tensor* c0,
-    bool reverse, bool keep_workspace) {
+at::Tensor to_dtype(const at::Tensor& t, at::ScalarType dtype) {
+  return t.defined() ? t.to(dtype) : t;
+}
+
+ForwardResult forward_op(CellKind kind, ForwardFn* kernel, const at::Tensor& input_proj,
+                         const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
+                         const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
+                         const at::Tensor* c0, bool reverse, bool keep_workspace) {
   PackedSteps steps = check_forward_args(kind, input_proj, batch_sizes, weight_hh, bias_hh, h0, c0);
   at::Tensor bias = opt_compute_dtype(bias_hh);
-  auto kernel = cpu::recurrence_forward;
-#ifdef FASTRNN_WITH_CUDA
-  if (weight_hh.is_cuda()) kernel = cuda::recurrence_forward;
-#endif
   ForwardResult r = kernel(
       kind, steps, to_compute_dtype(input_proj), weight_hh,
       bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt, to_compute_dtype(h0),
       c0 ? to_compute_dtype(*c0) : at::Tensor(), reverse, keep_workspace);
   auto dtype = weight_hh.scalar_type();
-  return {r.output.to(dtype), r.h_n.to(dtype), r.c_n.defined() ? r.c_n.to(dtype) : r.c_n,
-          r.workspace};
+  return {r.output.to(dtype), r.h_n.to(dtype), to_dtype(r.c_n, dtype), r.workspace};
 }
 
-template <CellKind kind>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_op_impl(
-    const at::Tensor& grad_output, const at::Tensor& grad_h_n, const at::Tensor* grad_c_n,
-    const at::Tensor& batch_sizes, const at::Tensor& weight_hh, const at::Tensor& h0,
-    const at::Tensor* c0, const at::Tensor& output, const at::Tensor& workspace, bool reverse) {
+BackwardResult backward_op(CellKind kind, BackwardFn* kernel, const at::Tensor& grad_output,
+                           const at::Tensor& grad_h_n, const at::Tensor* grad_c_n,
+                           const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
+                           const at::Tensor& h0, const at::Tensor* c0, const at::Tensor& output,
+                           const at::Tensor& workspace, bool reverse) {
   PackedSteps steps = check_backward_args(kind, grad_output, grad_h_n, grad_c_n, batch_sizes,
                                           weight_hh, h0, c0, output, workspace);
-  auto kernel = cpu::recurrence_backward;
-#ifdef FASTRNN_WITH_CUDA
-  if (weight_hh.is_cuda()) kernel = cuda::recurrence_backward;
-#endif
   BackwardResult r = kernel(
       kind, steps, to_compute_dtype(grad_output), to_compute_dtype(grad_h_n),
       grad_c_n ? to_compute_dtype(*grad_c_n) : at::Tensor(), weight_hh,
@@ -180,89 +175,93 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_
       workspace, reverse);
   auto dtype = weight_hh.scalar_type();
   return {r.grad_input_proj.to(dtype), r.grad_weight_hh.to(dtype), r.grad_bias_hh.to(dtype),
-          r.grad_h0.to(dtype), r.grad_c0.defined() ? r.grad_c0.to(dtype) : r.grad_c0};
+          r.grad_h0.to(dtype), to_dtype(r.grad_c0, dtype)};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_op(
-    const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
-    const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, const at::Tensor& c0,
-    bool reverse, bool keep_workspace) {
-  return forward_op_impl<CellKind::LSTM>(input_proj, batch_sizes, weight_hh, bias_hh, h0, &c0,
-                                          reverse, keep_workspace);
+using Tensors3 = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+using Tensors4 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using Tensors5 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using OptTensor = c10::optional<at::Tensor>;
+
+// The schemas of a cell's two ops; the `[...]` parts only with a cell state.
+std::string forward_schema(const CellInfo& cell) {
+  const std::string c = cell.has_cell ? "Tensor c0, " : "";
+  const std::string c_n = cell.has_cell ? "Tensor c_n, " : "";
+  return std::string(cell.name) +
+      "_forward(Tensor input_proj, Tensor batch_sizes, Tensor weight_hh, Tensor? bias_hh, "
+      "Tensor h0, " + c + "bool reverse, bool keep_workspace=True) -> (Tensor output, "
+      "Tensor h_n, " + c_n + "Tensor workspace)";
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward_op(
-    const at::Tensor& grad_output, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
-    const at::Tensor& batch_sizes, const at::Tensor& weight_hh, const at::Tensor& h0,
-    const at::Tensor& c0, const at::Tensor& output, const at::Tensor& workspace, bool reverse) {
-  return backward_op_impl<CellKind::LSTM>(grad_output, grad_h_n, &grad_c_n, batch_sizes,
-                                           weight_hh, h0, &c0, output, workspace, reverse);
-}
-
-// GRU and RNN ops: no cell state.
-template <CellKind kind>
-std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_no_cell_op(
-    const at::Tensor& input_proj, const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
-    const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0, bool reverse,
-    bool keep_workspace) {
-  auto r = forward_op_impl<kind>(input_proj, batch_sizes, weight_hh, bias_hh, h0, nullptr,
-                                  reverse, keep_workspace);
-  return {std::get<0>(r), std::get<1>(r), std::get<3>(r)};
-}
-
-template <CellKind kind>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_no_cell_op(
-    const at::Tensor& grad_output, const at::Tensor& grad_h_n, const at::Tensor& batch_sizes,
-    const at::Tensor& weight_hh, const at::Tensor& h0, const at::Tensor& output,
-    const at::Tensor& workspace, bool reverse) {
-  auto r = backward_op_impl<kind>(grad_output, grad_h_n, nullptr, batch_sizes, weight_hh, h0,
-                                   nullptr, output, workspace, reverse);
-  return {std::get<0>(r), std::get<1>(r), std::get<2>(r), std::get<3>(r)};
+std::string backward_schema(const CellInfo& cell) {
+  const std::string g_c = cell.has_cell ? "Tensor grad_c_n, " : "";
+  const std::string c = cell.has_cell ? "Tensor c0, " : "";
+  const std::string g_c0 = cell.has_cell ? ", Tensor grad_c0" : "";
+  return std::string(cell.name) + "_backward(Tensor grad_output, Tensor grad_h_n, " + g_c +
+      "Tensor batch_sizes, Tensor weight_hh, Tensor h0, " + c + "Tensor output, "
+      "Tensor workspace, bool reverse) -> (Tensor grad_input_proj, Tensor grad_weight_hh, "
+      "Tensor grad_bias_hh, Tensor grad_h0" + g_c0 + ")";
 }
 
 }  // namespace
 
-TORCH_LIBRARY(fastrnn, m) {
-  m.def(
-      "lstm_forward(Tensor input_proj, Tensor batch_sizes, Tensor weight_hh, Tensor? bias_hh, "
-      "Tensor h0, Tensor c0, bool reverse, bool keep_workspace=True) -> (Tensor output, "
-      "Tensor h_n, Tensor c_n, Tensor workspace)");
-  m.def(
-      "lstm_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_c_n, Tensor batch_sizes, "
-      "Tensor weight_hh, Tensor h0, Tensor c0, Tensor output, Tensor workspace, bool reverse) "
-      "-> (Tensor grad_input_proj, Tensor grad_weight_hh, Tensor grad_bias_hh, Tensor grad_h0, "
-      "Tensor grad_c0)");
-  for (const char* cell : {"gru", "rnn_tanh", "rnn_relu"}) {
-    const std::string forward = std::string(cell) +
-        "_forward(Tensor input_proj, Tensor batch_sizes, Tensor weight_hh, Tensor? bias_hh, "
-        "Tensor h0, bool reverse, bool keep_workspace=True) -> (Tensor output, Tensor h_n, "
-        "Tensor workspace)";
-    const std::string backward = std::string(cell) +
-        "_backward(Tensor grad_output, Tensor grad_h_n, Tensor batch_sizes, Tensor weight_hh, "
-        "Tensor h0, Tensor output, Tensor workspace, bool reverse) -> (Tensor grad_input_proj, "
-        "Tensor grad_weight_hh, Tensor grad_bias_hh, Tensor grad_h0)";
-    m.def(forward.c_str());
-    m.def(backward.c_str());
+void register_kernels(torch::Library& m, ForwardFn* forward, BackwardFn* backward) {
+  for (int i = 0; i < kCellCount; ++i) {
+    const CellKind kind = static_cast<CellKind>(i);
+    const std::string name = cell_name(kind);
+    const std::string fwd = name + "_forward", bwd = name + "_backward";
+    if (cell_info(kind).has_cell) {
+      m.impl(fwd.c_str(), [kind, forward](const at::Tensor& input_proj,
+                                         const at::Tensor& batch_sizes,
+                                         const at::Tensor& weight_hh, const OptTensor& bias_hh,
+                                         const at::Tensor& h0, const at::Tensor& c0, bool reverse,
+                                         bool keep_workspace) -> Tensors4 {
+        ForwardResult r = forward_op(kind, forward, input_proj, batch_sizes, weight_hh, bias_hh,
+                                     h0, &c0, reverse, keep_workspace);
+        return {r.output, r.h_n, r.c_n, r.workspace};
+      });
+      m.impl(bwd.c_str(), [kind, backward](const at::Tensor& grad_output,
+                                          const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
+                                          const at::Tensor& batch_sizes,
+                                          const at::Tensor& weight_hh, const at::Tensor& h0,
+                                          const at::Tensor& c0, const at::Tensor& output,
+                                          const at::Tensor& workspace, bool reverse) -> Tensors5 {
+        BackwardResult r = backward_op(kind, backward, grad_output, grad_h_n, &grad_c_n,
+                                       batch_sizes, weight_hh, h0, &c0, output, workspace, reverse);
+        return {r.grad_input_proj, r.grad_weight_hh, r.grad_bias_hh, r.grad_h0, r.grad_c0};
+      });
+    } else {
+      m.impl(fwd.c_str(), [kind, forward](const at::Tensor& input_proj,
+                                         const at::Tensor& batch_sizes,
+                                         const at::Tensor& weight_hh, const OptTensor& bias_hh,
+                                         const at::Tensor& h0, bool reverse,
+                                         bool keep_workspace) -> Tensors3 {
+        ForwardResult r = forward_op(kind, forward, input_proj, batch_sizes, weight_hh, bias_hh,
+                                     h0, nullptr, reverse, keep_workspace);
+        return {r.output, r.h_n, r.workspace};
+      });
+      m.impl(bwd.c_str(), [kind, backward](const at::Tensor& grad_output,
+                                          const at::Tensor& grad_h_n,
+                                          const at::Tensor& batch_sizes,
+                                          const at::Tensor& weight_hh, const at::Tensor& h0,
+                                          const at::Tensor& output, const at::Tensor& workspace,
+                                          bool reverse) -> Tensors4 {
+        BackwardResult r = backward_op(kind, backward, grad_output, grad_h_n, nullptr,
+                                       batch_sizes, weight_hh, h0, nullptr, output, workspace,
+                                       reverse);
+        return {r.grad_input_proj, r.grad_weight_hh, r.grad_bias_hh, r.grad_h0};
+      });
+    }
   }
 }
 
-// One implementation per op for every device: it checks the arguments and
-// picks the CPU or CUDA kernel from the device of weight_hh.
-#define FASTRNN_REGISTER_KERNELS(m)                                            \
-  m.impl("lstm_forward", &lstm_forward_op);                                   \
-  m.impl("lstm_backward", &lstm_backward_op);                                 \
-  m.impl("gru_forward", &forward_no_cell_op<CellKind::GRU>);                  \
-  m.impl("gru_backward", &backward_no_cell_op<CellKind::GRU>);                \
-  m.impl("rnn_tanh_forward", &forward_no_cell_op<CellKind::RNN_TANH>);        \
-  m.impl("rnn_tanh_backward", &backward_no_cell_op<CellKind::RNN_TANH>);      \
-  m.impl("rnn_relu_forward", &forward_no_cell_op<CellKind::RNN_RELU>);        \
-  m.impl("rnn_relu_backward", &backward_no_cell_op<CellKind::RNN_RELU>)
-
-TORCH_LIBRARY_IMPL(fastrnn, CPU, m) { FASTRNN_REGISTER_KERNELS(m); }
-
-#ifdef FASTRNN_WITH_CUDA
-TORCH_LIBRARY_IMPL(fastrnn, CUDA, m) { FASTRNN_REGISTER_KERNELS(m); }
-#endif
+TORCH_LIBRARY(fastrnn, m) {
+  for (int i = 0; i < kCellCount; ++i) {
+    const CellInfo cell = cell_info(static_cast<CellKind>(i));
+    m.def(forward_schema(cell).c_str());
+    m.def(backward_schema(cell).c_str());
+  }
+}
 
 }  // namespace fastrnn
 

@@ -6,15 +6,6 @@
 
 namespace fastrnn {
 
-const char* cell_name(CellKind kind) {
-  switch (kind) {
-    case CellKind::LSTM: return "lstm";
-    case CellKind::GRU: return "gru";
-    case CellKind::RNN_TANH: return "rnn_tanh";
-    default: return "rnn_relu";
-  }
-}
-
 PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64_t total_tokens,
                              const char* tokens_name) {
   TORCH_CHECK(batch_sizes.defined(), "fastrnn: batch_sizes must be a 1-D int64 tensor on the "
@@ -51,19 +42,23 @@ PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64
 
 ForwardBuffers::ForwardBuffers(CellKind kind, const at::Tensor& input_proj,
                                const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                               const at::Tensor& c0, bool keep_workspace_)
+                               const at::Tensor& c0, bool keep_workspace_, bool fresh_state)
     : keep_workspace(keep_workspace_),
       gx(input_proj.contiguous()),
-      bias(bias_hh.has_value() ? bias_hh->contiguous() : at::Tensor()),
-      h(h0.contiguous().clone()),
-      c(kind == CellKind::LSTM ? c0.contiguous().clone() : at::Tensor()) {
-  const int64_t H = h0.size(1), N = input_proj.size(0), S = saved_count(kind);
+      bias(bias_hh.has_value() ? bias_hh->contiguous() : at::Tensor()) {
+  const CellInfo cell = cell_info(kind);
+  auto state = [&](const at::Tensor& s) {
+    return fresh_state ? at::empty(s.sizes(), s.options()) : s.contiguous().clone();
+  };
+  h = state(h0);
+  if (cell.has_cell) c = state(c0);
+  const int64_t H = h0.size(1), N = input_proj.size(0), S = cell.saved;
   output = at::empty({N, H}, input_proj.options());
   // Without keep_workspace a small scratch that stays in cache: a fresh [N, S*H] buffer
   // costs more in page faults than the recurrence itself at large sizes.
   workspace = at::empty({S > 0 ? (keep_workspace ? N : h0.size(0)) : 0, S * H},
                         input_proj.options());
-  gh = at::empty({h0.size(0), gate_count(kind) * H}, input_proj.options());
+  if (!fresh_state) gh = at::empty({h0.size(0), cell.gates * H}, input_proj.options());
 }
 
 ForwardResult ForwardBuffers::result() const {
@@ -80,16 +75,16 @@ BackwardBuffers::BackwardBuffers(CellKind kind, const at::Tensor& grad_output_,
       grad_output(grad_output_.contiguous()),
       weight_hh(fresh_state_grads ? at::Tensor() : to_compute_dtype(weight_hh_).contiguous()),
       h0(h0_.contiguous()) {
-  const bool has_cell = kind == CellKind::LSTM;
-  const int64_t H = weight_hh_.size(1), GH = gate_count(kind) * H, N = output.size(0);
-  c0 = has_cell ? c0_.contiguous() : at::Tensor();
+  const CellInfo cell = cell_info(kind);
+  const int64_t H = weight_hh_.size(1), GH = cell.gates * H, N = output.size(0);
+  c0 = cell.has_cell ? c0_.contiguous() : at::Tensor();
   auto state_grad = [&](const at::Tensor& g) {
     return fresh_state_grads ? at::empty(g.sizes(), g.options()) : g.contiguous().clone();
   };
   dh = state_grad(grad_h_n);
-  dc = has_cell ? state_grad(grad_c_n) : at::Tensor();
+  dc = cell.has_cell ? state_grad(grad_c_n) : at::Tensor();
   dgx = at::empty({N, GH}, output.options());
-  dgh = kind == CellKind::GRU ? at::empty({N, GH}, output.options()) : dgx;
+  dgh = cell.separate_hidden_grad ? at::empty({N, GH}, output.options()) : dgx;
   h_prev = at::empty({N, H}, output.options());
 }
 

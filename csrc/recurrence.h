@@ -1,4 +1,4 @@
-// Declarations shared by the op schemas (ops.cpp), the kernels of every device and path,
+// Declarations shared by the op glue (ops.cpp), the kernels of every device and path,
 // and their common pieces (recurrence.cpp).
 #pragma once
 
@@ -11,31 +11,13 @@
 #include <tuple>
 #include <vector>
 
-#include "cell_math.h"
+#include "cells.h"
+
+namespace torch {
+class Library;
+}  // namespace torch
 
 namespace fastrnn {
-
-enum class CellKind { LSTM, GRU, RNN_TANH, RNN_RELU };
-
-// Number of gate blocks (G) of a cell: input_proj and weight_hh have G*H rows/columns.
-inline int64_t gate_count(CellKind kind) {
-  switch (kind) {
-    case CellKind::LSTM: return 4;
-    case CellKind::GRU: return 3;
-    default: return 1;
-  }
-}
-
-// Values per hidden unit and token that forward saves for backward.
-inline int64_t saved_count(CellKind kind) {
-  switch (kind) {
-    case CellKind::LSTM: return 5;  // i f g o c
-    case CellKind::GRU: return 4;   // r z n (W_hn h + b_hn)
-    default: return 0;              // backward reuses the output h
-  }
-}
-
-const char* cell_name(CellKind kind);
 
 // The time structure of a packed sequence: steps, live rows per step, and the
 // offset of each step's first token in the packed layout.
@@ -51,39 +33,26 @@ struct PackedSteps {
 PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64_t total_tokens,
                              const char* tokens_name);
 
-// Argument checks of the forward ops; `c0` only for LSTM. Returns the steps.
-PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
-                               const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
-                               const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                               const at::Tensor* c0);
+// The dtype the kernels compute in: float32 for bfloat16/float16, else the dtype itself.
+// The workspace is kept in it; outputs and gradients return in the op's dtype.
+inline at::ScalarType compute_dtype(at::ScalarType dtype) {
+  return (dtype == at::kBFloat16 || dtype == at::kHalf) ? at::kFloat : dtype;
+}
 
-// Argument checks of the backward ops (`grad_c_n`, `c0` only for LSTM).
-PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
-                                const at::Tensor& grad_h_n, const at::Tensor* grad_c_n,
-                                const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
-                                const at::Tensor& h0, const at::Tensor* c0,
-                                const at::Tensor& output, const at::Tensor& workspace);
-
-// The dtype the kernels compute in: float for bfloat16/float16 tensors, else their own.
 inline at::Tensor to_compute_dtype(const at::Tensor& t) {
-  const auto dtype = t.scalar_type();
-  return (dtype == at::kBFloat16 || dtype == at::kHalf) ? t.to(at::kFloat) : t;
+  const auto dtype = compute_dtype(t.scalar_type());
+  return dtype == t.scalar_type() ? t : t.to(dtype);
 }
 
 // Calls fn(T(), Cell()) for the compute dtype (float or double) and the cell kind:
-// the one place where the runtime cell kind and dtype become template arguments.
+// the one place where the runtime dtype becomes a template argument (with_cell,
+// cells.h, does the cell).
 template <typename F>
 auto with_types(CellKind kind, at::ScalarType dtype, const F& fn) {
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
               "fastrnn: internal error, the kernels compute in float or double, got ", dtype);
   auto run = [&](auto type_tag) {
-    using T = decltype(type_tag);
-    switch (kind) {
-      case CellKind::LSTM: return fn(type_tag, LSTMCell<T>());
-      case CellKind::GRU: return fn(type_tag, GRUCell<T>());
-      case CellKind::RNN_TANH: return fn(type_tag, RNNCell<T, false>());
-      default: return fn(type_tag, RNNCell<T, true>());
-    }
+    return with_cell<decltype(type_tag)>(kind, [&](auto cell) { return fn(type_tag, cell); });
   };
   return dtype == at::kDouble ? run(double()) : run(float());
 }
@@ -100,10 +69,13 @@ struct ForwardResult {
 // follow) a scratch [batch, S*H] that each step overwrites (workspace_row(t) says
 // where a step's rows go) and the result's workspace is empty; gh [batch, G*H], one
 // step's W_hh h + b_hh.
+// `fresh_state` (the persistent CUDA kernels, which read h0/c0 and write h_n/c_n
+// themselves): h and c are left uninitialised instead of copies of h0/c0, and gh is left
+// undefined.
 struct ForwardBuffers {
   ForwardBuffers(CellKind kind, const at::Tensor& input_proj,
                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                 const at::Tensor& c0, bool keep_workspace);
+                 const at::Tensor& c0, bool keep_workspace, bool fresh_state = false);
   ForwardResult result() const;
   // Index of the workspace row of step t's first live row.
   int64_t workspace_row(const PackedSteps& steps, int64_t t) const {
@@ -159,15 +131,9 @@ using BackwardFn = BackwardResult(CellKind kind, const PackedSteps& steps,
                                   const at::Tensor& output, const at::Tensor& workspace,
                                   bool reverse);
 
-namespace cpu {
-ForwardFn recurrence_forward;
-BackwardFn recurrence_backward;
-}  // namespace cpu
+// Registers <cell>_forward and <cell>_backward of every cell for the dispatch key of `m`
+// (TORCH_LIBRARY_IMPL in each device's source) with that device's kernels, behind the
+// argument checks and dtype handling every device shares (ops.cpp).
+void register_kernels(torch::Library& m, ForwardFn* forward, BackwardFn* backward);
 
-#ifdef FASTRNN_WITH_CUDA
-namespace cuda {
-ForwardFn recurrence_forward;
-BackwardFn recurrence_backward;
-}  // namespace cuda
-#endif
 }  // namespace fastrnn

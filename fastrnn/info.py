@@ -12,8 +12,7 @@ import torch
 
 from . import __version__
 from ._extension import _C  # noqa: F401  (registers torch.ops.fastrnn.*)
-
-CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+from .cells import CELLS
 # Hidden sizes python -m fastrnn shows the CUDA path for (batch 16, the tutorial's).
 SHOWN_HIDDEN_SIZES = (32, 128, 256, 512)
 

@@ -29,13 +29,8 @@ from . import _compat, reference
 
 __all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "Recompute", "CELLS"]
 
-# cell name -> (gates G, saved values per hidden unit, has a cell state c)
-CELLS = {
-    "lstm": (4, 5, True),
-    "gru": (3, 4, False),
-    "rnn_tanh": (1, 0, False),
-    "rnn_relu": (1, 0, False),
-}
+# cell name -> (gates G, saved values per hidden unit, has a cell state c), from the extension
+from .cells import CELLS  # noqa: E402
 
 
 def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:

@@ -15,7 +15,6 @@ from test_ops import compare_with_torch, op_args
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 ALL_CELLS = list(CELLS)
 CUDA_PATHS = ["persistent", "per_step"]
-MAX_ROWS = 4  # kPersistentMaxRows in csrc/cuda/persistent_kernels.cuh
 
 
 @pytest.fixture(params=CUDA_PATHS)
@@ -23,15 +22,6 @@ def cuda_path(request, monkeypatch):
     """Runs a test with each CUDA path forced."""
     monkeypatch.setenv("FASTRNN_CUDA_PATH", request.param)
     return request.param
-
-
-def persistent_smem_bytes(cell, hidden, dtype):
-    """persistent_smem_bytes() of csrc/cuda/persistent_kernels.cuh, MAX_ROWS rows: weight_hh in
-    its own dtype (rounded up to 16 bytes), the row states in the compute dtype."""
-    gh = CELLS[cell][0] * hidden
-    weight_elem = torch.empty((), dtype=dtype).element_size()
-    elem = 8 if dtype == torch.float64 else 4
-    return (weight_elem * gh * hidden + 15) // 16 * 16 + elem * MAX_ROWS * (2 * hidden + 2 * gh)
 
 
 def largest_persistent_hidden(cell, dtype):
@@ -42,7 +32,7 @@ def largest_persistent_hidden(cell, dtype):
         (7, 0): 98304, (7, 5): 65536, (8, 0): 166912, (8, 6): 101376, (8, 7): 166912,
         (8, 9): 101376, (9, 0): 232448}[(props.major, props.minor)]
     hidden = 1
-    while persistent_smem_bytes(cell, hidden + 1, dtype) <= optin:
+    while torch.ops.fastrnn.persistent_smem_bytes(cell, hidden + 1, dtype) <= optin:
         hidden += 1
     return hidden
 
@@ -120,11 +110,11 @@ def op_case(cell, hidden, dtype, batch_sizes=(6, 5, 5, 3, 1), seed=0):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_cuda_paths_agree_at_the_eligibility_boundary(cell, dtype, reverse, monkeypatch):
     # bfloat16/float16 weights stay 16-bit in shared memory: about 1.4x the hidden units.
-    # The batch gives the persistent kernels their largest launch: MAX_ROWS rows per block
+    # The batch gives the persistent kernels their largest launch: the most rows per block
     # (the shared memory use_persistent sizes for), with a last block of one row.
     hidden = largest_persistent_hidden(cell, dtype)
     sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
-    batch = MAX_ROWS * sms + 1
+    batch = torch.ops.fastrnn.persistent_max_rows() * sms + 1
     args, grads = op_case(cell, hidden, dtype, batch_sizes=(batch, batch - 1, batch - 1, 3, 1))
     results = {}
     for path in CUDA_PATHS:

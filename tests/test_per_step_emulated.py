@@ -20,8 +20,9 @@ from fastrnn.ops import CELLS
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "tests/emulation/per_step_emulator.cpp", ROOT / "csrc/recurrence.cpp"]
 HEADERS = [ROOT / "tests/emulation/cuda_shim.h", ROOT / "csrc/cuda/per_step.cuh",
-           ROOT / "csrc/recurrence.h", ROOT / "csrc/cell_math.h", ROOT / "csrc/raw_gemm.h"]
-CELL_CODES = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}
+           ROOT / "csrc/recurrence.h", ROOT / "csrc/cell_math.h", ROOT / "csrc/cells.h",
+           ROOT / "csrc/raw_gemm.h"]
+CELL_CODES = {cell: code for code, cell in enumerate(CELLS)}  # CellKind, csrc/cells.h
 CASES = [(6, 5, 5, 3, 1), (3, 3, 3), (1,), (5, 2, 2, 2, 1, 1, 1)]
 
 

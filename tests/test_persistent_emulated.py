@@ -22,9 +22,9 @@ from fastrnn.ops import CELLS
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "tests/emulation/persistent_emulator.cpp", ROOT / "tests/emulation/cuda_shim.h",
-           ROOT / "csrc/cuda/persistent_kernels.cuh", ROOT / "csrc/cell_math.h"]
-CELL_CODES = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}
-MAX_ROWS = 4
+           ROOT / "csrc/cuda/persistent_kernels.cuh", ROOT / "csrc/cell_math.h",
+           ROOT / "csrc/cells.h"]
+CELL_CODES = {cell: code for code, cell in enumerate(CELLS)}  # CellKind, csrc/cells.h
 
 
 class Args(ctypes.Structure):
@@ -37,7 +37,7 @@ class Args(ctypes.Structure):
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
+def emulator_lib(tmp_path_factory):
     compiler = shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         pytest.skip("no C++ compiler")
@@ -47,9 +47,20 @@ def emulator(tmp_path_factory):
     subprocess.run([compiler, "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread",
                     "-Wno-unknown-pragmas", *includes, str(SOURCES[0]), "-o", str(lib)],
                    check=True, capture_output=True)
-    emulate = ctypes.CDLL(str(lib)).emulate
+    return ctypes.CDLL(str(lib))
+
+
+@pytest.fixture(scope="module")
+def emulator(emulator_lib):
+    emulate = emulator_lib.emulate
     emulate.argtypes = [ctypes.c_int] * 4 + [ctypes.POINTER(Args)]
     return emulate
+
+
+@pytest.fixture(scope="module")
+def max_rows(emulator_lib):
+    """kPersistentMaxRows: the most rows a block owns."""
+    return emulator_lib.max_rows()
 
 
 def ptr(t):
@@ -76,7 +87,7 @@ WEIGHTS = {"float32": (torch.float32, 0), "float64": (torch.float64, 0),
 
 @pytest.mark.parametrize("weights", list(WEIGHTS))
 @pytest.mark.parametrize("cell", list(CELL_CODES))
-def test_persistent_kernels_match_cpu_ops(emulator, cell, weights):
+def test_persistent_kernels_match_cpu_ops(emulator, max_rows, cell, weights):
     weight_dtype, weight_code = WEIGHTS[weights]
     dtype = torch.float64 if weight_dtype == torch.float64 else torch.float32
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
@@ -87,7 +98,7 @@ def test_persistent_kernels_match_cpu_ops(emulator, cell, weights):
     for H, threads in ((5, 32), (11, 32)):
         for case_index, batch_sizes in enumerate(CASES):
             for reverse in (False, True):
-                rows = 1 + (case_index + reverse + H) % MAX_ROWS
+                rows = 1 + (case_index + reverse + H) % max_rows
                 external_runs = (case_index + H) % 2 == 1
                 check_one(emulator, cell, weight_dtype, weight_code, dtype, gates, saved,
                           has_cell, H, threads, batch_sizes, reverse, rows, gen, tol,
@@ -195,12 +206,12 @@ def test_persistent_kernels_have_no_data_races(tmp_path):
 
 
 @pytest.mark.parametrize("batch", [384, 385], ids=["runs-by-value", "runs-external"])
-def test_persistent_kernels_step_table_capacity(emulator, batch):
+def test_persistent_kernels_step_table_capacity(emulator, max_rows, batch):
     # batch_sizes of `batch` distinct lengths is `batch` runs: 384 (kMaxStepRuns) travel in
     # the kernel parameters, 385 fall back to the external table; both walk alike.
     gen = torch.Generator().manual_seed(batch)
     for cell in ("lstm", "rnn_tanh"):
         gates, saved, has_cell = CELLS[cell]
         check_one(emulator, cell, torch.float64, 0, torch.float64, gates, saved, has_cell, 3, 32,
-                  tuple(range(batch, 0, -1)), cell == "lstm", MAX_ROWS, gen,
+                  tuple(range(batch, 0, -1)), cell == "lstm", max_rows, gen,
                   dict(rtol=1e-12, atol=1e-12))

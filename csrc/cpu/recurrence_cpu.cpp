@@ -20,6 +20,7 @@
 // same instructions whatever the thread count, so outputs do not depend on it.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -36,7 +37,7 @@ namespace cpu {
 namespace {
 
 // Work (multiply-adds, ~30 us) below which a step runs on one thread: at::parallel_for
-// on a 16-row step costs more in fork/join than it saves (PERF-NOTES.md).
+// on a 16-row step (the AG News shape) costs more in fork/join than it saves.
 constexpr int64_t kParallelWork = 1 << 20;
 
 // Per-step product of live rows with a weight: C = init + A @ B, B row-major
@@ -137,6 +138,7 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
                            const at::Tensor& h0, const at::Tensor& c0, bool reverse,
                            bool keep_workspace) {
+  static_assert(!Cell::kRowReduction, "no CPU loop for a cell with a row reduction yet");
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   const int64_t H = weight_hh.size(1), GH = G * H;
   const int64_t batch = h0.size(0), T_ = steps.steps();
@@ -193,6 +195,7 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
                              const at::Tensor& weight_hh, const at::Tensor& h0,
                              const at::Tensor& c0, const at::Tensor& output,
                              const at::Tensor& workspace, bool reverse) {
+  static_assert(!Cell::kRowReduction, "no CPU loop for a cell with a row reduction yet");
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   const int64_t H = weight_hh.size(1), GH = G * H, T_ = steps.steps();
 
@@ -227,8 +230,9 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
       const T* __restrict saved_r = S > 0 ? ws + tok * S * H : out + tok * H;
       const T* __restrict h_prev_r = h_prev + tok * H;
       const T* __restrict c_prev_r =
-          Cell::kHasCell ? previous_row(steps, reverse, t, r, ws + 4 * H, S * H, c0p, H)
-                         : nullptr;
+          Cell::kHasCell
+              ? previous_row(steps, reverse, t, r, ws + Cell::kCellStateSlot * H, S * H, c0p, H)
+              : nullptr;
       const T* __restrict gout_r = gout + tok * H;
       T* __restrict dh_r = dhp + r * H;
       T* __restrict dc_r = dcp ? dcp + r * H : nullptr;
@@ -264,8 +268,6 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
   return buf.finish();
 }
 
-}  // namespace
-
 ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
                                  const at::Tensor& input_proj, const at::Tensor& weight_hh,
                                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
@@ -288,6 +290,12 @@ BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
         kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output, workspace,
         reverse);
   });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastrnn, CPU, m) {
+  register_kernels(m, &recurrence_forward, &recurrence_backward);
 }
 
 }  // namespace cpu

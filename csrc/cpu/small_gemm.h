@@ -1,7 +1,7 @@
 // Register-blocked row-major GEMM for the small per-step products of the
 // recurrence (a few to a few hundred rows times a weight that fits in cache).
-// At the AG News shape one at::mm costs ~15 us of dispatch for ~1 us of math
-// (PERF-NOTES.md), so the time loop calls this on raw pointers instead.
+// At the AG News shape one at::mm costs ~15 us of dispatch for ~1 us of math, so the
+// time loop calls this on raw pointers instead.
 //
 //   C[M, N] = (accumulate ? C : bias broadcast over rows, or 0) + A[M, K] @ B[K, N]
 //

@@ -103,6 +103,7 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
                            const at::Tensor& h0, const at::Tensor& c0, bool reverse,
                            bool keep_workspace) {
+  static_assert(!Cell::kRowReduction, "no per-step CUDA loop for a row reduction yet");
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   const int64_t H = weight_hh.size(1), GH = G * H, T_ = steps.steps();
 
@@ -131,6 +132,7 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
                              const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
                              const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& output,
                              const at::Tensor& workspace, bool reverse) {
+  static_assert(!Cell::kRowReduction, "no per-step CUDA loop for a row reduction yet");
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   const int64_t H = weight_hh.size(1), GH = G * H, T_ = steps.steps();
 
@@ -143,8 +145,10 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
     const int64_t t = reverse ? s : T_ - 1 - s;
     const int64_t rows = steps.sizes[t], off = steps.offsets[t];
     PrevRows<T> h_src = prev_rows(steps, reverse, t, out, H, buf.h0.const_data_ptr<T>(), H);
-    PrevRows<T> c_src = Cell::kHasCell ? prev_rows(steps, reverse, t, ws + 4 * H, S * H, c0p, H)
-                                       : PrevRows<T>{nullptr, 0, 0, nullptr, 0};
+    PrevRows<T> c_src =
+        Cell::kHasCell
+            ? prev_rows(steps, reverse, t, ws + Cell::kCellStateSlot * H, S * H, c0p, H)
+            : PrevRows<T>{nullptr, 0, 0, nullptr, 0};
     launch(backward_pointwise<T, Cell>, blocks_for(rows * H), kThreads,
         rows, H, S > 0 ? ws + off * S * H : out + off * H, h_src, c_src,
         buf.grad_output.const_data_ptr<T>() + off * H, buf.h_prev.data_ptr<T>() + off * H,

@@ -54,7 +54,7 @@ auto with_weight_type(T type_tag, at::ScalarType weight_dtype, const F& fn) {
 }
 
 // Launch shape of one call: rows per block (spreading a small batch over the
-// SMs, up to kMaxRows per block for a large one), blocks, threads, shared memory.
+// SMs, up to kPersistentMaxRows per block for a large one), blocks, threads, shared memory.
 struct Launch {
   int rows;
   unsigned blocks;
@@ -66,12 +66,13 @@ Launch plan(CellKind kind, int64_t H, int64_t weight_elem_size, int64_t elem_siz
             int64_t batch) {
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
   const int64_t sms = prop->multiProcessorCount;
-  const int64_t rows = std::min<int64_t>(kMaxRows, std::max<int64_t>(1, (batch + sms - 1) / sms));
-  const int64_t GH = gate_count(kind) * H;
-  const int64_t threads = std::min<int64_t>(kMaxThreads, (GH + 31) / 32 * 32);
+  const int64_t rows =
+      std::min<int64_t>(kPersistentMaxRows, std::max<int64_t>(1, (batch + sms - 1) / sms));
+  const int64_t G = cell_info(kind).gates;
+  const int64_t threads = std::min<int64_t>(kMaxThreads, (G * H + 31) / 32 * 32);
   return {static_cast<int>(rows), static_cast<unsigned>((batch + rows - 1) / rows),
           static_cast<int>(threads),
-          persistent_smem_bytes(gate_count(kind), H, weight_elem_size, elem_size, rows)};
+          persistent_smem_bytes(G, H, weight_elem_size, elem_size, rows)};
 }
 
 // Allows kKernel more than 48 KiB of dynamic shared memory when it needs it, once per
@@ -140,30 +141,21 @@ at::Tensor fill_shape(PersistentShape& p, const PackedSteps& steps, int64_t toke
 }
 
 template <typename T, typename Cell, typename W>
-ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_proj,
+ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Tensor& input_proj,
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
                            const at::Tensor& h0, const at::Tensor& c0, bool reverse,
-                           bool keep_workspace, CellKind kind) {
-  constexpr int64_t S = Cell::kSaved;
+                           bool keep_workspace) {
   const int64_t H = weight_hh.size(1), N = input_proj.size(0), batch = h0.size(0);
-  at::Tensor gx = input_proj.contiguous();
-  at::Tensor w = weight_hh.contiguous();
-  at::Tensor bias = bias_hh.has_value() ? bias_hh->contiguous() : at::Tensor();
-  at::Tensor h0_t = h0.contiguous();
-  at::Tensor c0_t = Cell::kHasCell ? c0.contiguous() : at::Tensor();
-  at::Tensor output = at::empty({N, H}, input_proj.options());
-  // Without keep_workspace (no backward will follow) each row's saved values overwrite
-  // one scratch row per step, and an empty workspace is returned.
-  const int64_t ws_rows = S == 0 ? 0 : (keep_workspace ? N : batch);
-  at::Tensor workspace = at::empty({ws_rows, S * H}, input_proj.options());
-  at::Tensor h_n = at::empty_like(h0_t);
-  at::Tensor c_n = Cell::kHasCell ? at::empty_like(c0_t) : at::Tensor();
-  const at::Tensor result_ws = keep_workspace ? workspace : workspace.new_empty({0, S * H});
-  if (batch == 0) return {output, h_n, c_n, result_ws};
+  // The kernel reads h0/c0 and writes h_n/c_n (buf.h/buf.c) itself.
+  ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0, keep_workspace, /*fresh_state=*/true);
+  const at::Tensor w = weight_hh.contiguous();
+  const at::Tensor h0_t = h0.contiguous();
+  const at::Tensor c0_t = Cell::kHasCell ? c0.contiguous() : at::Tensor();
+  if (batch == 0) return buf.result();
   if (steps.steps() == 0) {  // nothing to walk: h_n = h0
-    h_n.copy_(h0_t);
-    if (Cell::kHasCell) c_n.copy_(c0_t);
-    return {output, h_n, c_n, result_ws};
+    buf.h.copy_(h0_t);
+    if (Cell::kHasCell) buf.c.copy_(c0_t);
+    return buf.result();
   }
 
   const Launch L = plan(kind, H, sizeof(W), sizeof(T), batch);
@@ -171,20 +163,20 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
   const at::Tensor runs_ext =
       fill_shape(p, steps, N, batch, H, L, reverse, input_proj.device());
   p.keep_saved = keep_workspace;
-  p.gx = gx.const_data_ptr<T>();
+  p.gx = buf.gx.const_data_ptr<T>();
   p.w = w.const_data_ptr<W>();
-  p.bias = bias.defined() ? bias.const_data_ptr<T>() : nullptr;
+  p.bias = buf.bias.defined() ? buf.bias.const_data_ptr<T>() : nullptr;
   p.h0 = h0_t.const_data_ptr<T>();
   p.c0 = Cell::kHasCell ? c0_t.const_data_ptr<T>() : nullptr;
-  p.out = output.data_ptr<T>();
-  p.saved = workspace.data_ptr<T>();
-  p.h_n = h_n.data_ptr<T>();
-  p.c_n = Cell::kHasCell ? c_n.data_ptr<T>() : nullptr;
+  p.out = buf.output.data_ptr<T>();
+  p.saved = buf.workspace.data_ptr<T>();
+  p.h_n = buf.h.data_ptr<T>();
+  p.c_n = Cell::kHasCell ? buf.c.data_ptr<T>() : nullptr;
   constexpr auto kernel = persistent_forward_kernel<T, Cell, W>;
   allow_smem<kernel>(L.smem);
   kernel<<<L.blocks, L.threads, L.smem, at::cuda::getCurrentCUDAStream()>>>(p);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {output, h_n, c_n, result_ws};
+  return buf.result();
 }
 
 template <typename T, typename Cell, typename W>
@@ -264,8 +256,8 @@ bool use_persistent(CellKind kind, const PackedSteps& steps, int64_t H,
               "fastrnn: FASTRNN_CUDA_PATH must be auto, persistent or per_step, got '", mode, "'");
   if (mode == "per_step") return false;
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-  const int64_t need = persistent_smem_bytes(gate_count(kind), H, weight_elem_size, elem_size,
-                                             kPersistentMaxRows);
+  const int64_t need = persistent_smem_bytes(cell_info(kind).gates, H, weight_elem_size,
+                                             elem_size, kPersistentMaxRows);
   const int64_t have = static_cast<int64_t>(prop->sharedMemPerBlockOptin);
   const bool fits = H >= 1 && need <= have && batch <= INT32_MAX;
   // Under CUDA graph capture the step table must travel in the kernel parameters.
@@ -298,7 +290,7 @@ ForwardResult persistent_forward(CellKind kind, const PackedSteps& steps,
   return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
     return with_weight_type(type_tag, weight_hh.scalar_type(), [&](auto weight_tag) {
       return forward_impl<decltype(type_tag), decltype(cell), decltype(weight_tag)>(
-          steps, input_proj, weight_hh, bias_hh, h0, c0, reverse, keep_workspace, kind);
+          kind, steps, input_proj, weight_hh, bias_hh, h0, c0, reverse, keep_workspace);
     });
   });
 }

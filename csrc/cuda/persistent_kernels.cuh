@@ -23,9 +23,7 @@ namespace fastrnn {
 namespace cuda {
 
 // Rows of the batch one thread block of the persistent kernels owns, at most.
-constexpr int64_t kPersistentMaxRows = 4;
-
-constexpr int kMaxRows = static_cast<int>(kPersistentMaxRows);
+constexpr int kPersistentMaxRows = 4;
 constexpr int kMaxThreads = 512;  // per block
 
 // The kernels' shared memory: weight_hh first (gates*H*H values in its own dtype, so
@@ -82,7 +80,7 @@ struct PersistentShape {
   int64_t tokens;                       // N = sum of batch_sizes
   int64_t batch;                        // rows at step 0 (batch_sizes[0])
   int H;                                // hidden size
-  int rows_per_block;                   // rows a block owns (<= kMaxRows)
+  int rows_per_block;                   // rows a block owns (<= kPersistentMaxRows)
   bool reverse;                         // the layer walks t = T-1 .. 0
   const int32_t* runs_ext;              // [2, count] device copy of the runs when
                                         // runs.count > kMaxStepRuns, else nullptr
@@ -201,6 +199,7 @@ constexpr int kPrefetchCols = 2;
 template <typename T, typename Cell, typename W>
 __global__ void __launch_bounds__(kMaxThreads)
     persistent_forward_kernel(const __grid_constant__ PersistentForwardParams<T, W> p) {
+  static_assert(!Cell::kRowReduction, "no persistent kernel for a row reduction yet");
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   const int H = p.H, GH = G * H, R = p.rows_per_block;
   const int tid = threadIdx.x, nthreads = blockDim.x;
@@ -223,14 +222,14 @@ __global__ void __launch_bounds__(kMaxThreads)
 
   // The input projection of the step about to run, loaded one step ahead so that the
   // loads overlap the previous step's pointwise pass and barriers.
-  T x_next[kPrefetchCols][kMaxRows];
+  T x_next[kPrefetchCols][kPersistentMaxRows];
   auto prefetch = [&](int64_t size, int64_t token) {
     const int live = live_rows(size, r0, rows);
 #pragma unroll
     for (int c = 0; c < kPrefetchCols; ++c) {
       const int n = tid + c * nthreads;
 #pragma unroll
-      for (int rr = 0; rr < kMaxRows; ++rr) {
+      for (int rr = 0; rr < kPersistentMaxRows; ++rr) {
         x_next[c][rr] = rr < live && n < GH ? p.gx[(token + r0 + rr) * GH + n] : T(0);
       }
     }
@@ -246,20 +245,20 @@ __global__ void __launch_bounds__(kMaxThreads)
     // Gate pre-activations: gh_s = b_hh + h @ W_hh^T for the live rows; gx_s = this
     // step's input projection (prefetched for the first kPrefetchCols columns).
     auto column = [&](int n, const T* x) {
-      T acc[kMaxRows];
+      T acc[kPersistentMaxRows];
       const T b = p.bias ? p.bias[n] : T(0);
 #pragma unroll
-      for (int rr = 0; rr < kMaxRows; ++rr) acc[rr] = b;
+      for (int rr = 0; rr < kPersistentMaxRows; ++rr) acc[rr] = b;
 #pragma unroll 4
       for (int k = 0; k < H; ++k) {
         const T wv = static_cast<T>(w_s[k * GH + n]);
 #pragma unroll
-        for (int rr = 0; rr < kMaxRows; ++rr) {
+        for (int rr = 0; rr < kPersistentMaxRows; ++rr) {
           if (rr < live) acc[rr] += wv * h_s[rr * H + k];
         }
       }
 #pragma unroll
-      for (int rr = 0; rr < kMaxRows; ++rr) {
+      for (int rr = 0; rr < kPersistentMaxRows; ++rr) {
         if (rr < live) {
           gh_s[rr * GH + n] = acc[rr];
           gx_s[rr * GH + n] = x[rr];
@@ -271,9 +270,11 @@ __global__ void __launch_bounds__(kMaxThreads)
       if (tid + c * nthreads < GH) column(tid + c * nthreads, x_next[c]);
     }
     for (int n = tid + kPrefetchCols * nthreads; n < GH; n += nthreads) {
-      T x[kMaxRows];
+      T x[kPersistentMaxRows];
 #pragma unroll
-      for (int rr = 0; rr < kMaxRows; ++rr) x[rr] = rr < live ? p.gx[(tok0 + rr) * GH + n] : T(0);
+      for (int rr = 0; rr < kPersistentMaxRows; ++rr) {
+        x[rr] = rr < live ? p.gx[(tok0 + rr) * GH + n] : T(0);
+      }
       column(n, x);
     }
     prefetch(walk.next_rows(), walk.next_token());
@@ -303,6 +304,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 template <typename T, typename Cell, typename W>
 __global__ void __launch_bounds__(kMaxThreads)
     persistent_backward_kernel(const __grid_constant__ PersistentBackwardParams<T, W> p) {
+  static_assert(!Cell::kRowReduction, "no persistent kernel for a row reduction yet");
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   const int H = p.H, GH = G * H, R = p.rows_per_block;
   const int tid = threadIdx.x, nthreads = blockDim.x;
@@ -346,7 +348,9 @@ __global__ void __launch_bounds__(kMaxThreads)
       const int64_t prev = r < prev_step_rows ? prev_token + r : -1;
       const T* hp = prev >= 0 ? p.out + prev * H : p.h0 + r * H;
       const T* cp = nullptr;
-      if (Cell::kHasCell) cp = prev >= 0 ? p.saved + prev * S * H + 4 * H : p.c0 + r * H;
+      if (Cell::kHasCell) {
+        cp = prev >= 0 ? p.saved + prev * S * H + Cell::kCellStateSlot * H : p.c0 + r * H;
+      }
       p.h_prev[tok * H + j] = hp[j];
       dh_s[rr * H + j] += p.gout[tok * H + j];
       const T* saved_r = S > 0 ? p.saved + tok * S * H : p.out + tok * H;

@@ -1,8 +1,10 @@
-// The CUDA entry points: the persistent path (persistent.h) where it fits, else the
-// per-step path (per_step.cuh), instantiated here with real kernel launches.
+// The CUDA kernels of the ops, registered for the CUDA dispatch key: the persistent path
+// (persistent.h) where it fits, else the per-step path (per_step.cuh), instantiated here
+// with real kernel launches.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
 
 #include "per_step.cuh"
 #include "persistent.h"
@@ -16,6 +18,8 @@ void per_step::launch(void (*kernel)(Params...), unsigned blocks, unsigned threa
   kernel<<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(args...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
+
+namespace {
 
 ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
                                  const at::Tensor& input_proj, const at::Tensor& weight_hh,
@@ -50,6 +54,12 @@ BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
         kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output, workspace,
         reverse);
   });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastrnn, CUDA, m) {
+  register_kernels(m, &recurrence_forward, &recurrence_backward);
 }
 
 }  // namespace cuda

@@ -3,8 +3,8 @@
 // calls, on CPU tensors standing in for device memory. A kernel launch runs every CUDA
 // thread of every block one after another (the pointwise kernels have no
 // __syncthreads: each thread owns one (row, unit)). Registered as the ops
-// torch.ops.fastrnn_per_step_emulated.forward/backward (cell: 0 LSTM, 1 GRU, 2 RNN
-// tanh, 3 RNN relu); an LSTM's c0/grad_c_n are ignored by the other cells.
+// torch.ops.fastrnn_per_step_emulated.forward/backward (cell: a CellKind, csrc/cells.h);
+// an LSTM's c0/grad_c_n are ignored by the other cells.
 #include "cuda_shim.h"
 
 #include <torch/library.h>
@@ -40,7 +40,7 @@ namespace {
 using namespace fastrnn;
 
 CellKind cell_kind(int64_t cell) {
-  TORCH_CHECK(cell >= 0 && cell <= 3, "cell must be 0..3");
+  TORCH_CHECK(cell >= 0 && cell < kCellCount, "cell must be a CellKind, 0..", kCellCount - 1);
   return static_cast<CellKind>(cell);
 }
 

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "cells.h"
 #include "cuda/persistent_kernels.cuh"
 
 namespace fastrnn {
@@ -115,17 +116,16 @@ bool run(bool forward, const Args& x) {
 
 template <typename T, typename W>
 bool run_cell(int cell, bool forward, const Args& x) {
-  switch (cell) {
-    case 0: return run<T, LSTMCell<T>, W>(forward, x);
-    case 1: return run<T, GRUCell<T>, W>(forward, x);
-    case 2: return run<T, RNNCell<T, false>, W>(forward, x);
-    default: return run<T, RNNCell<T, true>, W>(forward, x);
-  }
+  return with_cell<T>(static_cast<CellKind>(cell),
+                      [&](auto cell_tag) { return run<T, decltype(cell_tag), W>(forward, x); });
 }
 
 }  // namespace
 
-// cell: 0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu. dtype: 0 float, 1 double.
+extern "C" int max_rows() { return kPersistentMaxRows; }
+
+// cell: a CellKind (csrc/cells.h: 0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu). dtype: 0 float,
+// 1 double.
 // weight: 0 the compute dtype, 1 float16, 2 bfloat16 (float compute only).
 // Returns 1 when the kernel ran and stayed inside its shared memory, else 0.
 extern "C" int emulate(int forward, int cell, int dtype, int weight, const Args* x) {

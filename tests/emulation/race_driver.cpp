@@ -20,10 +20,12 @@ int main() {
   };
   const std::vector<std::vector<int64_t>> patterns = {{6, 5, 5, 3, 1}, {5, 2, 2, 2, 1, 1, 1}};
   int launches = 0, failures = 0;
-  for (int cell = 0; cell < 4; ++cell) {
-    const int64_t G = cell == 0 ? 4 : (cell == 1 ? 3 : 1), S = cell == 0 ? 5 : (cell == 1 ? 4 : 0);
+  for (int cell = 0; cell < kCellCount; ++cell) {
+    const CellInfo info = cell_info(static_cast<CellKind>(cell));
+    const int64_t G = info.gates, S = info.saved;
     for (const auto& sizes : patterns) {
-      for (int rows : {1, 4}) {        // 4: a last block with fewer rows than the others
+      // kPersistentMaxRows: a last block with fewer rows than the others
+      for (int rows : {1, kPersistentMaxRows}) {
         for (int reverse : {0, 1}) {
           const int H = 9, threads = 32;  // LSTM and GRU: fewer threads than gate units
           int64_t N = 0;
