@@ -71,8 +71,8 @@ def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[O
     if plain:
         def recurrence(*args):
             return reference.direction(cell, *args[:-1])
-    elif cell == "lstm":
-        recurrence = ops.lstm
+    elif ops.CELLS[cell][2]:  # has a cell state: the op returns it
+        recurrence = getattr(ops, cell)
     else:
         def recurrence(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, recompute):
             return (*getattr(ops, cell)(proj, batch_sizes, weight_hh, bias_hh, h0, reverse,
@@ -134,7 +134,7 @@ def rnn_stack(
         # callers may change in place (out += residual, relu_), so they get a copy (always
         # in a trace, whose graph must not depend on the grad mode it was traced in).
         layer_input = layer_input.clone()
-    return layer_input, _stack(h_n), (_stack(c_n) if cell == "lstm" else None)
+    return layer_input, _stack(h_n), (_stack(c_n) if ops.CELLS[cell][2] else None)
 
 
 def _stack(states: List[Tensor]) -> Tensor:
