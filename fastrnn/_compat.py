@@ -71,6 +71,7 @@ def torch_lstm(module, input, batch_sizes, hx):
     return _VF.lstm(input, batch_sizes, hx, module._flat_weights, module.bias, module.num_layers,
                     module.dropout, module.training, module.bidirectional)
 
+
 DYNAMO_BUILDER = "torch._dynamo.variables.builder"
 
 _module_types: Callable[[], Tuple[type, ...]] = lambda: ()

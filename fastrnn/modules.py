@@ -25,6 +25,10 @@ class _FusedRNNBase(nn.RNNBase):
     """forward() shared by the three modules; torch.nn's input handling, fastrnn's math.
     Listed before torch.nn's class in each module's bases, so its methods win."""
 
+    # DropConnect on the recurrent weights (AWD-LSTM's weight drop), beyond torch.nn. A class
+    # default too: modules made by convert() or unpickled from before the option have none.
+    weight_drop = 0.0
+
     def __init__(self, *args, weight_drop: float = 0.0, **kwargs):
         if isinstance(weight_drop, bool) or not isinstance(weight_drop, (int, float)) \
                 or not 0 <= weight_drop < 1:
@@ -32,7 +36,6 @@ class _FusedRNNBase(nn.RNNBase):
                              f"probability of dropping an element of weight_hh, but got "
                              f"{weight_drop!r}")
         super().__init__(*args, **kwargs)
-        # DropConnect on the recurrent weights (AWD-LSTM's weight drop), beyond torch.nn.
         self.weight_drop = float(weight_drop)
 
     def _get_name(self) -> str:
@@ -40,16 +43,12 @@ class _FusedRNNBase(nn.RNNBase):
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
-        return text + (f", weight_drop={self.weight_drop}" if self._weight_drop() else "")
-
-    def _weight_drop(self) -> float:
-        # Modules made by convert() or unpickled from before the option have no attribute.
-        return getattr(self, "weight_drop", 0.0)
+        return text + (f", weight_drop={self.weight_drop}" if self.weight_drop else "")
 
     def _weights(self):
         """The flat weights this forward uses: in training with weight_drop, each weight_hh
         with one fresh dropout mask (the same for every step, as AWD-LSTM's WeightDrop)."""
-        p = self._weight_drop()
+        p = self.weight_drop
         if not (p > 0 and self.training):
             return self._flat_weights
         return [F.dropout(w, p=p, training=True) if name.startswith("weight_hh") else w
@@ -209,7 +208,7 @@ class _FusedRNNBase(nn.RNNBase):
     def __prepare_scriptable__(self):
         # torch.jit.script cannot compile this forward: it scripts torch.nn's module in
         # its place, holding these very parameters (torch.nn's results, not fused).
-        if self._weight_drop():
+        if self.weight_drop:
             raise RuntimeError("fastrnn: torch.jit.script of a module with weight_drop is not "
                                "supported (torch.nn has no weight drop to script instead)")
         if torch.nn.utils.parametrize.is_parametrized(self):
@@ -293,7 +292,7 @@ class LSTM(_FusedRNNBase, nn.LSTM):
         return (hidden[0], hidden[1])
 
     def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
-        if self._weight_drop() and self.training:
+        if self.weight_drop and self.training:
             return False
         return _compat.torch_lstm_is_faster(self, input, batch_sizes, hx)
 

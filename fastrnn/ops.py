@@ -26,11 +26,9 @@ from torch import Tensor
 
 from ._extension import _C  # noqa: F401  (loads the library: registers torch.ops.fastrnn.*)
 from . import _compat, reference
+from .cells import CELLS  # cell -> (gates G, saved values per unit, has a cell state c)
 
 __all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "Recompute", "CELLS"]
-
-# cell name -> (gates G, saved values per hidden unit, has a cell state c), from the extension
-from .cells import CELLS  # noqa: E402
 
 
 def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:
@@ -62,11 +60,9 @@ def _call(cell: str, args: tuple, recompute: Optional[Recompute]) -> tuple:
     modes). Traced or compiled calls see the registered op, without ``recompute``.
     """
     op = _FORWARD_OPS[cell]
+    keep = _backward_may_follow(*args[:-1])
     if not _eager():
-        return op(*args, _backward_may_follow(*args[:-1]))
-    # _backward_may_follow without its tracing check (_eager: not tracing).
-    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                           for t in args[:-1])
+        return op(*args, keep)
     if keep:
         return _AUTOGRAD[cell].apply(*args, keep, recompute)
     with _compat.below_autograd():
