@@ -125,7 +125,8 @@ def extensions():
     # vectorise the pointwise loops; it changes no result (FP traps are off anyway).
     cxx = opt + san + ["-fopenmp", "-fno-trapping-math"] + cpu_flags()
     sources = ["csrc/ops.cpp", "csrc/recurrence.cpp", "csrc/cells.cpp", "csrc/build_info.cpp",
-               "csrc/cpu/recurrence_cpu.cpp"]
+               "csrc/cpu/recurrence_cpu.cpp", "csrc/layer_norm_ops.cpp",
+               "csrc/cpu/layer_norm_cpu.cpp"]
     kwargs = dict(extra_link_args=["-fopenmp"] + san, py_limited_api=False)
     if sanitize:
         print("fastrnn: FASTRNN_SANITIZE=1: ASan+UBSan build, CPU only")

@@ -215,4 +215,193 @@ struct RNNCell : CellDefaults {
   }
 };
 
+// --- LayerNorm cells ------------------------------------------------------------
+// Layer normalisation (Ba et al. 2016; haste's LayerNormLSTM) of the recurrent projection
+// W_hh h over its G*H gate pre-activations (gain ln_hh_weight, bias ln_hh_bias) and, for
+// the LSTM, of the cell state before its tanh (over H; ln_c_weight, ln_c_bias). The norm of
+// the input projection is applied before the op (one layer_norm over every token). The
+// carried cell state c_t is the un-normalised one, as in haste.
+//   LayerNormLSTM  gates = gx + LN_hh(W_hh h); c' = f*c + i*g;  h' = o*tanh(LN_c(c'))
+//   LayerNormGRU   r, z: sigmoid(gx + LN_hh(W_hh h)); n = tanh(x_n + r*LN_hh(W_hh h)_n);
+//                  h' = (1-z)*n + z*h
+// A step needs sums over the units of a row, so these cells work a whole row at a time
+// (forward_row/backward_row; the plain cells work one unit). Each token saves kSaved*H
+// values and kStats row statistics (a workspace row is kSaved*H + kStats wide).
+
+constexpr double kLayerNormEps = 1e-5;  // torch.nn.LayerNorm's default
+
+C10_HOST_DEVICE inline float inv_sqrt(float x) { return 1.0f / sqrtf(x); }
+C10_HOST_DEVICE inline double inv_sqrt(double x) { return 1.0 / ::sqrt(x); }
+
+// Mean and 1/sqrt(biased variance + eps) of x[0, n), two passes (as torch's layer_norm).
+template <typename T>
+C10_HOST_DEVICE inline void row_moments(int64_t n, const T* x, T& mean, T& rstd) {
+  T sum = 0;
+  for (int64_t k = 0; k < n; ++k) sum += x[k];
+  mean = sum / T(n);
+  T var = 0;
+  for (int64_t k = 0; k < n; ++k) var += (x[k] - mean) * (x[k] - mean);
+  rstd = inv_sqrt(var / T(n) + T(kLayerNormEps));
+}
+
+// The norms' parameters in the compute type; the biases may be null (bias=False).
+template <typename T>
+struct LayerNormParams {
+  const T* hh_weight;
+  const T* hh_bias;
+  const T* c_weight;  // LSTM only
+  const T* c_bias;
+};
+
+// dL/dx of y = LN(x) * gain + bias over n values, from dy, the normalised x (xhat) and rstd.
+template <typename T>
+C10_HOST_DEVICE inline void layer_norm_backward_row(int64_t n, const T* dy, const T* gain,
+                                                    const T* xhat, T rstd, T* dx) {
+  T s1 = 0, s2 = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const T g = dy[k] * gain[k];
+    s1 += g;
+    s2 += g * xhat[k];
+  }
+  s1 /= T(n);
+  s2 /= T(n);
+  for (int64_t k = 0; k < n; ++k) dx[k] = rstd * (dy[k] * gain[k] - s1 - xhat[k] * s2);
+}
+
+// Normalises gh (one row of W_hh h, n values) in place: gh = LN_hh(gh), keeping the
+// normalised values in xhat; returns rstd.
+template <typename T>
+C10_HOST_DEVICE inline T layer_norm_hh_row(int64_t n, const LayerNormParams<T>& p, T* gh,
+                                           T* xhat) {
+  T mean, rstd;
+  row_moments(n, gh, mean, rstd);
+  for (int64_t k = 0; k < n; ++k) {
+    xhat[k] = (gh[k] - mean) * rstd;
+    gh[k] = xhat[k] * p.hh_weight[k] + (p.hh_bias ? p.hh_bias[k] : T(0));
+  }
+  return rstd;
+}
+
+template <typename T>
+struct LayerNormLSTMCell : CellDefaults {
+  static constexpr const char* kName = "layer_norm_lstm";
+  static constexpr int kGates = 4;
+  static constexpr int kSaved = 9;  // i f g o c, then the normalised W_hh h (4 blocks)
+  static constexpr int kStats = 3;  // rstd of W_hh h; mean and rstd of c
+  static constexpr bool kHasCell = true;
+  static constexpr int kCellStateSlot = 4;
+  static constexpr bool kRowReduction = true;
+
+  // gh: the row's W_hh h (overwritten); h, c: the state, updated in place.
+  C10_HOST_DEVICE static inline void forward_row(int64_t H, const LayerNormParams<T>& p,
+                                                 const T* gx, T* gh, T* h, T* c, T* saved) {
+    T* stats = saved + kSaved * H;
+    stats[0] = layer_norm_hh_row(4 * H, p, gh, saved + 5 * H);
+    for (int64_t j = 0; j < H; ++j) {
+      T i = sigmoid(gx[j] + gh[j]);
+      T f = sigmoid(gx[H + j] + gh[H + j]);
+      T g = tanh_act(gx[2 * H + j] + gh[2 * H + j]);
+      T o = sigmoid(gx[3 * H + j] + gh[3 * H + j]);
+      c[j] = f * c[j] + i * g;
+      saved[j] = i;
+      saved[H + j] = f;
+      saved[2 * H + j] = g;
+      saved[3 * H + j] = o;
+      saved[4 * H + j] = c[j];
+    }
+    T mean, rstd;
+    row_moments(H, c, mean, rstd);
+    for (int64_t j = 0; j < H; ++j) {
+      T y = (c[j] - mean) * rstd * p.c_weight[j] + (p.c_bias ? p.c_bias[j] : T(0));
+      h[j] = saved[3 * H + j] * tanh_act(y);
+    }
+    stats[1] = mean;
+    stats[2] = rstd;
+  }
+
+  // dh, dc: dL/dh_t, dL/dc_t in; dL/dc_{t-1} out in dc (dh is left for the GEMM to
+  // overwrite). Writes dL/d(gates) to dgx (also the gradient of LN_hh's output),
+  // dL/d(W_hh h) to draw, and per unit LN_c's output gradient (dy) and normalised c (chat),
+  // which the parameter gradients sum over tokens.
+  C10_HOST_DEVICE static inline void backward_row(int64_t H, const LayerNormParams<T>& p,
+                                                  const T* saved, const T* /*h_prev*/,
+                                                  const T* c_prev, T* dh, T* dc, T* dgx,
+                                                  T* /*dpost*/, T* draw, T* dy, T* chat) {
+    const T* stats = saved + kSaved * H;
+    const T mean = stats[1], rstd = stats[2];
+    T s1 = 0, s2 = 0;
+    for (int64_t j = 0; j < H; ++j) {
+      const T o = saved[3 * H + j];
+      chat[j] = (saved[4 * H + j] - mean) * rstd;
+      const T tc = tanh_act(chat[j] * p.c_weight[j] + (p.c_bias ? p.c_bias[j] : T(0)));
+      dy[j] = dh[j] * o * (T(1) - tc * tc);
+      dgx[3 * H + j] = dh[j] * tc * o * (T(1) - o);
+      const T dchat = dy[j] * p.c_weight[j];
+      s1 += dchat;
+      s2 += dchat * chat[j];
+    }
+    s1 /= T(H);
+    s2 /= T(H);
+    for (int64_t j = 0; j < H; ++j) {
+      const T i = saved[j], f = saved[H + j], g = saved[2 * H + j];
+      const T dcy = dc[j] + rstd * (dy[j] * p.c_weight[j] - s1 - chat[j] * s2);
+      dgx[j] = dcy * g * i * (T(1) - i);
+      dgx[H + j] = dcy * c_prev[j] * f * (T(1) - f);
+      dgx[2 * H + j] = dcy * i * (T(1) - g * g);
+      dc[j] = dcy * f;
+    }
+    layer_norm_backward_row(4 * H, dgx, p.hh_weight, saved + 5 * H, stats[0], draw);
+  }
+};
+
+template <typename T>
+struct LayerNormGRUCell : CellDefaults {
+  static constexpr const char* kName = "layer_norm_gru";
+  static constexpr int kGates = 3;
+  static constexpr int kSaved = 6;  // r z n, then the normalised W_hh h (3 blocks)
+  static constexpr int kStats = 1;  // rstd of W_hh h
+  static constexpr bool kSeparateHiddenGrad = true;
+  static constexpr bool kRowReduction = true;
+
+  C10_HOST_DEVICE static inline void forward_row(int64_t H, const LayerNormParams<T>& p,
+                                                 const T* gx, T* gh, T* h, T* /*c*/,
+                                                 T* saved) {
+    saved[kSaved * H] = layer_norm_hh_row(3 * H, p, gh, saved + 3 * H);
+    for (int64_t j = 0; j < H; ++j) {
+      T r = sigmoid(gx[j] + gh[j]);
+      T z = sigmoid(gx[H + j] + gh[H + j]);
+      T n = tanh_act(gx[2 * H + j] + r * gh[2 * H + j]);
+      h[j] = (h[j] - n) * z + n;
+      saved[j] = r;
+      saved[H + j] = z;
+      saved[2 * H + j] = n;
+    }
+  }
+
+  // dh: dL/dh_t in, the part of dL/dh_{t-1} that does not flow through W_hh out. dpost:
+  // the gradient of LN_hh's output; draw: dL/d(W_hh h).
+  C10_HOST_DEVICE static inline void backward_row(int64_t H, const LayerNormParams<T>& p,
+                                                  const T* saved, const T* h_prev,
+                                                  const T* /*c_prev*/, T* dh, T* /*dc*/,
+                                                  T* dgx, T* dpost, T* draw, T* /*dy*/,
+                                                  T* /*chat*/) {
+    const T* xhat = saved + 3 * H;
+    for (int64_t j = 0; j < H; ++j) {
+      const T r = saved[j], z = saved[H + j], n = saved[2 * H + j];
+      const T hn = xhat[2 * H + j] * p.hh_weight[2 * H + j] +
+                   (p.hh_bias ? p.hh_bias[2 * H + j] : T(0));
+      const T dhy = dh[j];
+      const T dn = dhy * (T(1) - z) * (T(1) - n * n);
+      const T dz = dhy * (h_prev[j] - n) * z * (T(1) - z);
+      const T dr = dn * hn * r * (T(1) - r);
+      dgx[j] = dpost[j] = dr;
+      dgx[H + j] = dpost[H + j] = dz;
+      dgx[2 * H + j] = dn;
+      dpost[2 * H + j] = dn * r;
+      dh[j] = dhy * z;
+    }
+    layer_norm_backward_row(3 * H, dpost, p.hh_weight, xhat, saved[kSaved * H], draw);
+  }
+};
+
 }  // namespace fastrnn

@@ -10,6 +10,7 @@ It is as slow as torch.nn's own packed path; the fused kernels serve everything 
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -56,3 +57,55 @@ def direction(cell: str, input_proj: Tensor, batch_sizes: Tensor, weight_hh: Ten
             c = torch.cat([c_live, c[live:]])
     output = torch.cat(outputs) if outputs else input_proj.new_empty((0, h0.shape[1]))
     return output, h, c
+
+
+def _walk(step, input_proj: Tensor, batch_sizes: Tensor, h0: Tensor, c0: Optional[Tensor],
+          reverse: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """The packed time loop: ``step(gx, h, c) -> (h, c)`` on the live rows of each step;
+    rows that are not live keep their state."""
+    sizes = batch_sizes.tolist()
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[-1] + size)
+    h, c = h0, c0
+    outputs = [None] * len(sizes)
+    for t in (reversed(range(len(sizes))) if reverse else range(len(sizes))):
+        live = sizes[t]
+        h_live, c_live = step(input_proj[offsets[t]:offsets[t + 1]], h[:live],
+                              None if c is None else c[:live])
+        outputs[t] = h_live
+        h = torch.cat([h_live, h[live:]])
+        if c is not None:
+            c = torch.cat([c_live, c[live:]])
+    output = torch.cat(outputs) if outputs else input_proj.new_empty((0, h0.shape[1]))
+    return output, h, c
+
+
+LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, as the kernels (csrc/cell_math.h)
+
+
+def layer_norm_direction(cell: str, input_proj: Tensor, batch_sizes: Tensor, weight_hh: Tensor,
+                         ln_hh_weight: Tensor, ln_hh_bias: Optional[Tensor],
+                         ln_c_weight: Optional[Tensor], ln_c_bias: Optional[Tensor], h0: Tensor,
+                         c0: Optional[Tensor], reverse: bool
+                         ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """What ``torch.ops.fastrnn.layer_norm_<lstm|gru>_forward`` computes, in plain torch ops
+    (``input_proj`` already normalised): ``(output, h_n, c_n)``, ``c_n`` None for the GRU."""
+    gates = input_proj.shape[1]
+
+    def step(gx, h, c):
+        gh = F.layer_norm(h.matmul(weight_hh.t()), (gates,), ln_hh_weight, ln_hh_bias,
+                          LAYER_NORM_EPS)
+        if cell == "layer_norm_lstm":
+            i, f, g, o = (gx + gh).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            c_norm = F.layer_norm(c, (c.shape[1],), ln_c_weight, ln_c_bias, LAYER_NORM_EPS)
+            return torch.sigmoid(o) * torch.tanh(c_norm), c
+        x_r, x_z, x_n = gx.chunk(3, dim=1)
+        h_r, h_z, h_n = gh.chunk(3, dim=1)
+        r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        return n + z * (h - n), None
+
+    return _walk(step, input_proj, batch_sizes, h0, c0, reverse)

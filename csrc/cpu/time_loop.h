@@ -115,5 +115,27 @@ const T* previous_row(const PackedSteps& steps, bool reverse, int64_t t, int64_t
   return init + r * ld_init;
 }
 
+// Walks the steps of one direction: from first to last (`forward_order`) or back.
+// use_blas: per step, step(t) (a whole-step GEMM and its pointwise pass, for_rows);
+// else each row block owns its rows for the whole walk (for_row_blocks) and
+// rows(t, r0, r1) runs step t for the live rows [r0, r1) of the block.
+template <typename Step, typename Rows>
+void walk_steps(const PackedSteps& steps, int64_t batch, bool forward_order, bool use_blas,
+                int64_t work_per_token, const Step& step, const Rows& rows) {
+  const int64_t T_ = steps.steps();
+  auto at_step = [&](int64_t s) { return forward_order ? s : T_ - 1 - s; };
+  if (use_blas) {
+    for (int64_t s = 0; s < T_; ++s) step(at_step(s));
+    return;
+  }
+  for_row_blocks(steps, batch, work_per_token, [&](int64_t lo, int64_t hi) {
+    for (int64_t s = 0; s < T_; ++s) {
+      const int64_t t = at_step(s);
+      const int64_t r1 = std::min(hi, steps.sizes[t]);
+      if (r1 > lo) rows(t, lo, r1);
+    }
+  });
+}
+
 }  // namespace cpu
 }  // namespace fastrnn

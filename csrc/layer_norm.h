@@ -1,0 +1,71 @@
+// The LayerNorm cells' ops (csrc/layer_norm_ops.cpp: schemas, checks, dtype handling) and
+// the kernels each device registers for them (csrc/cpu/layer_norm_cpu.cpp). Their math is
+// in csrc/cell_math.h (LayerNormLSTMCell, LayerNormGRUCell). They have ops of their own,
+// next to the plain cells' table, because they take the norms' parameters and return their
+// gradients.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "cell_math.h"
+#include "recurrence.h"
+
+namespace torch {
+class Library;
+}  // namespace torch
+
+namespace fastrnn {
+
+enum class LayerNormKind { LSTM, GRU };
+constexpr int kLayerNormCellCount = 2;
+
+template <typename T, typename F>
+auto with_layer_norm_cell(LayerNormKind kind, const F& fn) {
+  return kind == LayerNormKind::LSTM ? fn(LayerNormLSTMCell<T>()) : fn(LayerNormGRUCell<T>());
+}
+
+// A cell's traits at run time.
+struct LayerNormInfo {
+  const char* name;
+  int64_t gates, saved, stats;
+  bool has_cell;
+  // Values per token in the workspace: saved * H + stats.
+  int64_t workspace_width(int64_t H) const { return saved * H + stats; }
+};
+
+inline LayerNormInfo layer_norm_info(LayerNormKind kind) {
+  return with_layer_norm_cell<float>(kind, [](auto cell) {
+    using Cell = decltype(cell);
+    return LayerNormInfo{Cell::kName, Cell::kGates, Cell::kSaved, Cell::kStats,
+                         Cell::kHasCell};
+  });
+}
+
+// The norms' parameters (checked, contiguous, in the compute dtype); the biases are
+// undefined without bias, c_weight/c_bias unless LSTM.
+struct LayerNormTensors {
+  at::Tensor hh_weight, hh_bias, c_weight, c_bias;
+};
+
+struct LayerNormBackwardResult {
+  at::Tensor grad_input_proj, grad_weight_hh, grad_hh_weight, grad_hh_bias, grad_c_weight,
+      grad_c_bias, grad_h0, grad_c0;
+};
+
+// As ForwardFn/BackwardFn (recurrence.h); the workspace is [tokens, workspace_width(H)].
+using LayerNormForwardFn = ForwardResult(LayerNormKind kind, const PackedSteps& steps,
+                                         const at::Tensor& input_proj,
+                                         const at::Tensor& weight_hh,
+                                         const LayerNormTensors& norms, const at::Tensor& h0,
+                                         const at::Tensor& c0, bool reverse,
+                                         bool keep_workspace);
+using LayerNormBackwardFn = LayerNormBackwardResult(
+    LayerNormKind kind, const PackedSteps& steps, const at::Tensor& grad_output,
+    const at::Tensor& grad_h_n, const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
+    const LayerNormTensors& norms, const at::Tensor& h0, const at::Tensor& c0,
+    const at::Tensor& output, const at::Tensor& workspace, bool reverse);
+
+void register_layer_norm_kernels(torch::Library& m, LayerNormForwardFn* forward,
+                                 LayerNormBackwardFn* backward);
+
+}  // namespace fastrnn
