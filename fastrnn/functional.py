@@ -22,7 +22,8 @@ def _plain_ops_needed() -> bool:
     modules, made of plain ops, can. There the layer runs in plain ops too."""
     if torch.compiler.is_compiling():
         return False
-    return _compat.functorch_transform_active() or _compat.forward_ad_active()
+    return (reference.plain_ops_forced() or _compat.functorch_transform_active()
+            or _compat.forward_ad_active())
 
 
 def _first_tokens(batch_sizes: Tensor, batch: int, reverse: bool) -> Tensor:
@@ -140,3 +141,29 @@ def rnn_stack(
 def _stack(states: List[Tensor]) -> Tensor:
     # One layer and direction: a view (cheaper than stack, and so is its backward).
     return states[0].unsqueeze(0) if len(states) == 1 else torch.stack(states)
+
+
+def stack_layers(direction, data: Tensor, num_layers: int, bidirectional: bool, dropout: float,
+                 training: bool, has_cell: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Layers and directions: ``direction(index, layer_input, reverse) -> (output, h, c)``
+    runs layer/direction ``index`` (``layer * num_directions + direction``); dropout between
+    layers, directions concatenated. Returns ``(output_data, h_n, c_n)`` as rnn_stack."""
+    num_directions = 2 if bidirectional else 1
+    layer_input = data
+    h_n, c_n = [], []
+    for layer in range(num_layers):
+        outputs = []
+        for d in range(num_directions):
+            output, h, c = direction(layer * num_directions + d, layer_input, d == 1)
+            outputs.append(output)
+            h_n.append(h)
+            c_n.append(c)
+        layer_input = outputs[0] if num_directions == 1 else torch.cat(outputs, dim=1)
+        if dropout > 0 and training and layer < num_layers - 1:
+            layer_input = F.dropout(layer_input, p=dropout, training=True)
+    if num_directions == 1 and (layer_input.requires_grad or torch.jit.is_tracing()):
+        # The op saved this very tensor for backward; torch.nn returns a fresh one that
+        # callers may change in place (out += residual, relu_), so they get a copy (always
+        # in a trace, whose graph must not depend on the grad mode it was traced in).
+        layer_input = layer_input.clone()
+    return layer_input, _stack(h_n), (_stack(c_n) if has_cell else None)

@@ -136,9 +136,12 @@ def _backward(cell: str, ctx, *grads):
     grad_output = torch.zeros_like(out) if grads[0] is None else grads[0].contiguous()
     state_grads = [torch.zeros_like(s) if g is None else g.contiguous()
                    for s, g in zip(states, grads[1:])]
-    with _compat.below_autograd():
-        results = _BACKWARD_OPS[cell](grad_output, *state_grads, *inputs, out, workspace,
-                                      ctx.reverse)
+    args = (grad_output, *state_grads, *inputs, out, workspace, ctx.reverse)
+    if torch.is_grad_enabled():  # create_graph=True: the backward op's autograd refuses
+        results = _BACKWARD_OPS[cell](*args)
+    else:
+        with _compat.below_autograd():
+            results = _BACKWARD_OPS[cell](*args)
     gi, gw, *rest = results
     # An absent optional parameter (a bias) gets no gradient.
     params = [None if absent else g

@@ -154,8 +154,7 @@ class _FusedRNNBase(nn.RNNBase):
     def _check_flat_weights(self) -> None:
         """torch.nn's errors for parameters changed after construction: a weight set to None
         (TypeError) or num_layers no longer matching the parameters (RuntimeError)."""
-        per_direction = (4 if self.bias else 2) + (1 if self.proj_size > 0 else 0)
-        expected = self.num_layers * (2 if self.bidirectional else 1) * per_direction
+        expected = self.num_layers * (2 if self.bidirectional else 1) * self._per_direction()
         if len(self._flat_weights) != expected:
             raise RuntimeError(
                 f"Expected {'more' if len(self._flat_weights) < expected else 'fewer'} weights "
@@ -167,6 +166,14 @@ class _FusedRNNBase(nn.RNNBase):
             if not isinstance(weight, Tensor):
                 raise TypeError(f"expected Tensor as element {index} in argument 2, but got "
                                 f"{type(weight).__name__} (the module's {name})")
+
+    def _per_direction(self) -> int:
+        """Flat weights per layer and direction."""
+        return (4 if self.bias else 2) + (1 if self.proj_size > 0 else 0)
+
+    def _stack(self, *args):
+        """The layers over packed data (functional.rnn_stack's arguments and results)."""
+        return rnn_stack(*args)
 
     def _check_hx_structure(self, hx, packed: bool) -> None:
         """torch.nn's errors for an hx of the wrong kind (LSTM overrides this)."""
@@ -195,7 +202,7 @@ class _FusedRNNBase(nn.RNNBase):
             c0 = None if c0 is None else c0.to(dtype)
             weights = [w.to(dtype) for w in weights]
         with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
-            output, h_n, c_n = rnn_stack(
+            output, h_n, c_n = self._stack(
                 self.mode, data, batch_sizes, h0, c0, weights, self.bias,
                 self.num_layers, self.dropout, self.training, self.bidirectional, self.proj_size,
             )

@@ -7,7 +7,8 @@ backward recomputes the layer here and differentiates it, instead of running the
 fused backward kernel, whose result autograd could not differentiate further.
 It is as slow as torch.nn's own packed path; the fused kernels serve everything else.
 """
-from typing import Optional, Tuple
+import contextlib
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -109,3 +110,22 @@ def layer_norm_direction(cell: str, input_proj: Tensor, batch_sizes: Tensor, wei
         return n + z * (h - n), None
 
     return _walk(step, input_proj, batch_sizes, h0, c0, reverse)
+
+
+_forced = [False]
+
+
+@contextlib.contextmanager
+def plain_ops() -> Iterator[None]:
+    """Within it, fastrnn's modules and functional layers run their recurrence in the plain
+    torch ops of this module instead of the fused kernels (the same masks, dropout and
+    parameters): the reference that tests and benchmarks compare with."""
+    previous, _forced[0] = _forced[0], True
+    try:
+        yield
+    finally:
+        _forced[0] = previous
+
+
+def plain_ops_forced() -> bool:
+    return _forced[0]
