@@ -230,6 +230,18 @@ struct RNNCell : CellDefaults {
 
 constexpr double kLayerNormEps = 1e-5;  // torch.nn.LayerNorm's default
 
+// The row loops below vectorise on the CPU (OpenMP simd, as the plain cells' unit loop in
+// csrc/cpu/recurrence_cpu.cpp; a sum then adds in vector lanes, the same order every run
+// and thread count); elsewhere (nvcc) the pragmas are left out.
+#if defined(_OPENMP) && !defined(__CUDACC__)
+#define FASTRNN_PRAGMA(text) _Pragma(#text)
+#define FASTRNN_SIMD FASTRNN_PRAGMA(omp simd)
+#define FASTRNN_SIMD_SUM(...) FASTRNN_PRAGMA(omp simd reduction(+ : __VA_ARGS__))
+#else
+#define FASTRNN_SIMD
+#define FASTRNN_SIMD_SUM(...)
+#endif
+
 C10_HOST_DEVICE inline float inv_sqrt(float x) { return 1.0f / sqrtf(x); }
 C10_HOST_DEVICE inline double inv_sqrt(double x) { return 1.0 / ::sqrt(x); }
 
@@ -237,9 +249,11 @@ C10_HOST_DEVICE inline double inv_sqrt(double x) { return 1.0 / ::sqrt(x); }
 template <typename T>
 C10_HOST_DEVICE inline void row_moments(int64_t n, const T* x, T& mean, T& rstd) {
   T sum = 0;
+  FASTRNN_SIMD_SUM(sum)
   for (int64_t k = 0; k < n; ++k) sum += x[k];
   mean = sum / T(n);
   T var = 0;
+  FASTRNN_SIMD_SUM(var)
   for (int64_t k = 0; k < n; ++k) var += (x[k] - mean) * (x[k] - mean);
   rstd = inv_sqrt(var / T(n) + T(kLayerNormEps));
 }
@@ -258,6 +272,7 @@ template <typename T>
 C10_HOST_DEVICE inline void layer_norm_backward_row(int64_t n, const T* dy, const T* gain,
                                                     const T* xhat, T rstd, T* dx) {
   T s1 = 0, s2 = 0;
+  FASTRNN_SIMD_SUM(s1, s2)
   for (int64_t k = 0; k < n; ++k) {
     const T g = dy[k] * gain[k];
     s1 += g;
@@ -265,6 +280,7 @@ C10_HOST_DEVICE inline void layer_norm_backward_row(int64_t n, const T* dy, cons
   }
   s1 /= T(n);
   s2 /= T(n);
+  FASTRNN_SIMD
   for (int64_t k = 0; k < n; ++k) dx[k] = rstd * (dy[k] * gain[k] - s1 - xhat[k] * s2);
 }
 
@@ -275,6 +291,7 @@ C10_HOST_DEVICE inline T layer_norm_hh_row(int64_t n, const LayerNormParams<T>& 
                                            T* xhat) {
   T mean, rstd;
   row_moments(n, gh, mean, rstd);
+  FASTRNN_SIMD
   for (int64_t k = 0; k < n; ++k) {
     xhat[k] = (gh[k] - mean) * rstd;
     gh[k] = xhat[k] * p.hh_weight[k] + (p.hh_bias ? p.hh_bias[k] : T(0));
@@ -297,6 +314,7 @@ struct LayerNormLSTMCell : CellDefaults {
                                                  const T* gx, T* gh, T* h, T* c, T* saved) {
     T* stats = saved + kSaved * H;
     stats[0] = layer_norm_hh_row(4 * H, p, gh, saved + 5 * H);
+    FASTRNN_SIMD
     for (int64_t j = 0; j < H; ++j) {
       T i = sigmoid(gx[j] + gh[j]);
       T f = sigmoid(gx[H + j] + gh[H + j]);
@@ -311,6 +329,7 @@ struct LayerNormLSTMCell : CellDefaults {
     }
     T mean, rstd;
     row_moments(H, c, mean, rstd);
+    FASTRNN_SIMD
     for (int64_t j = 0; j < H; ++j) {
       T y = (c[j] - mean) * rstd * p.c_weight[j] + (p.c_bias ? p.c_bias[j] : T(0));
       h[j] = saved[3 * H + j] * tanh_act(y);
@@ -330,6 +349,7 @@ struct LayerNormLSTMCell : CellDefaults {
     const T* stats = saved + kSaved * H;
     const T mean = stats[1], rstd = stats[2];
     T s1 = 0, s2 = 0;
+    FASTRNN_SIMD_SUM(s1, s2)
     for (int64_t j = 0; j < H; ++j) {
       const T o = saved[3 * H + j];
       chat[j] = (saved[4 * H + j] - mean) * rstd;
@@ -342,6 +362,7 @@ struct LayerNormLSTMCell : CellDefaults {
     }
     s1 /= T(H);
     s2 /= T(H);
+    FASTRNN_SIMD
     for (int64_t j = 0; j < H; ++j) {
       const T i = saved[j], f = saved[H + j], g = saved[2 * H + j];
       const T dcy = dc[j] + rstd * (dy[j] * p.c_weight[j] - s1 - chat[j] * s2);
@@ -367,6 +388,7 @@ struct LayerNormGRUCell : CellDefaults {
                                                  const T* gx, T* gh, T* h, T* /*c*/,
                                                  T* saved) {
     saved[kSaved * H] = layer_norm_hh_row(3 * H, p, gh, saved + 3 * H);
+    FASTRNN_SIMD
     for (int64_t j = 0; j < H; ++j) {
       T r = sigmoid(gx[j] + gh[j]);
       T z = sigmoid(gx[H + j] + gh[H + j]);
@@ -386,6 +408,7 @@ struct LayerNormGRUCell : CellDefaults {
                                                   T* dgx, T* dpost, T* draw, T* /*dy*/,
                                                   T* /*chat*/) {
     const T* xhat = saved + 3 * H;
+    FASTRNN_SIMD
     for (int64_t j = 0; j < H; ++j) {
       const T r = saved[j], z = saved[H + j], n = saved[2 * H + j];
       const T hn = xhat[2 * H + j] * p.hh_weight[2 * H + j] +

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ._extension import _C  # noqa: F401  (loads the library: registers torch.ops.fastrnn.*)
-from . import _compat
+from . import _compat, ops
 
 __all__ = ["layer_norm_lstm", "layer_norm_gru", "LAYER_NORM_CELLS"]
 
@@ -39,10 +39,19 @@ _BACKWARD_OPS = {c: getattr(torch.ops.fastrnn, f"{c}_backward").default
                  for c in LAYER_NORM_CELLS}
 
 
-def _keep_workspace(*tensors: Optional[Tensor]) -> bool:
-    if torch.jit.is_tracing():
-        return True
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+def _call(cell: str, args: tuple) -> tuple:
+    """Runs ``<cell>_forward`` on ``args`` (up to ``reverse``), as fastrnn.ops._call: in eager
+    mode through a plain autograd.Function with the registered formula (torch.library's
+    Python autograd wrapper costs ~35 us a call each way), or below the Autograd key when
+    no backward can follow; traced or compiled calls see the registered op."""
+    op = _FORWARD_OPS[cell]
+    keep = ops._backward_may_follow(*args[:-1])
+    if not ops._eager():
+        return op(*args, keep)
+    if keep:
+        return _AUTOGRAD[cell].apply(*args, keep)
+    with _compat.below_autograd():
+        return op(*args, keep)
 
 
 def layer_norm_lstm(input_proj: Tensor, batch_sizes: Tensor, weight_hh: Tensor,
@@ -52,7 +61,7 @@ def layer_norm_lstm(input_proj: Tensor, batch_sizes: Tensor, weight_hh: Tensor,
     """LayerNorm LSTM recurrence over a packed sequence: ``(output, h_n, c_n)``."""
     args = (input_proj, batch_sizes, weight_hh, ln_hh_weight, ln_hh_bias, ln_c_weight,
             ln_c_bias, h0, c0, reverse)
-    output, h_n, c_n, _ = _FORWARD_OPS["layer_norm_lstm"](*args, _keep_workspace(*args[:-1]))
+    output, h_n, c_n, _ = _call("layer_norm_lstm", args)
     return output, h_n, c_n
 
 
@@ -61,7 +70,7 @@ def layer_norm_gru(input_proj: Tensor, batch_sizes: Tensor, weight_hh: Tensor,
                    reverse: bool = False) -> Tuple[Tensor, Tensor]:
     """LayerNorm GRU recurrence over a packed sequence: ``(output, h_n)``."""
     args = (input_proj, batch_sizes, weight_hh, ln_hh_weight, ln_hh_bias, h0, reverse)
-    output, h_n, _ = _FORWARD_OPS["layer_norm_gru"](*args, _keep_workspace(*args[:-1]))
+    output, h_n, _ = _call("layer_norm_gru", args)
     return output, h_n
 
 
@@ -154,11 +163,37 @@ def _no_double_backward(cell: str, ctx, *grads):
                        "gradient) is not supported")
 
 
-for _cell in LAYER_NORM_CELLS:
-    torch.library.register_fake(f"fastrnn::{_cell}_forward")(partial(_forward_fake, _cell))
-    torch.library.register_fake(f"fastrnn::{_cell}_backward")(partial(_backward_fake, _cell))
-    torch.library.register_autograd(f"fastrnn::{_cell}_forward", partial(_backward, _cell),
-                                    setup_context=partial(_setup_context, _cell))
-    torch.library.register_autograd(f"fastrnn::{_cell}_backward",
-                                    partial(_no_double_backward, _cell),
+_AUTOGRAD = {}
+
+
+def _register(cell: str) -> None:
+    torch.library.register_fake(f"fastrnn::{cell}_forward")(partial(_forward_fake, cell))
+    torch.library.register_fake(f"fastrnn::{cell}_backward")(partial(_backward_fake, cell))
+    torch.library.register_autograd(f"fastrnn::{cell}_forward", partial(_backward, cell),
+                                    setup_context=partial(_setup_context, cell))
+    torch.library.register_autograd(f"fastrnn::{cell}_backward",
+                                    partial(_no_double_backward, cell),
                                     setup_context=lambda ctx, inputs, output: None)
+    forward_op = _FORWARD_OPS[cell]
+
+    class Fused(torch.autograd.Function):
+        """The eager path of the op's autograd (_call): the registered formula."""
+
+        @staticmethod
+        def forward(ctx, *inputs):
+            with _compat.below_autograd():
+                output = forward_op(*inputs)
+            _setup_context(cell, ctx, inputs, output)
+            ctx.mark_non_differentiable(output[-1])
+            return output
+
+        @staticmethod
+        def backward(ctx, *grads):
+            return _backward(cell, ctx, *grads)
+
+    Fused.__name__ = Fused.__qualname__ = f"{cell}_fused"
+    _AUTOGRAD[cell] = Fused
+
+
+for _cell in LAYER_NORM_CELLS:
+    _register(_cell)

@@ -342,3 +342,21 @@ def test_forward_bits_do_not_depend_on_threads_and_runs_repeat(cell):
     assert torch.equal(one[0], two[0])
     for a, b in zip(two, again):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_torch_compile_fullgraph_packed(cell):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = CELLS[cell](5, 4, num_layers=2, bidirectional=True)
+    compiled = torch.compile(copy.deepcopy(eager), fullgraph=True, backend="aot_eager")
+    x = torch.randn(6, 3, 5)
+    packed = pack_padded_sequence(x, torch.tensor([6, 4, 1]), enforce_sorted=False)
+    results = []
+    for module in (eager, compiled):
+        out, state = module(packed)
+        h_n = state[0] if isinstance(state, tuple) else state
+        loss = out.data.sum() + h_n.square().sum()
+        results.append([out.data, *torch.autograd.grad(loss, list(module.parameters()))])
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, **TOL[torch.float32])
