@@ -126,7 +126,7 @@ def extensions():
     cxx = opt + san + ["-fopenmp", "-fno-trapping-math"] + cpu_flags()
     sources = ["csrc/ops.cpp", "csrc/recurrence.cpp", "csrc/cells.cpp", "csrc/build_info.cpp",
                "csrc/cpu/recurrence_cpu.cpp", "csrc/layer_norm_ops.cpp",
-               "csrc/cpu/layer_norm_cpu.cpp"]
+               "csrc/cpu/layer_norm_cpu.cpp", "csrc/layer_norm_buffers.cpp"]
     kwargs = dict(extra_link_args=["-fopenmp"] + san, py_limited_api=False)
     if sanitize:
         print("fastrnn: FASTRNN_SANITIZE=1: ASan+UBSan build, CPU only")
@@ -137,7 +137,7 @@ def extensions():
         return [CUDAExtension(
             "fastrnn._C",
             sources + ["csrc/cuda/recurrence_cuda.cu", "csrc/cuda/persistent.cu",
-                       "csrc/cuda/path_info.cu"],
+                       "csrc/cuda/path_info.cu", "csrc/cuda/layer_norm_cuda.cu"],
             include_dirs=nvidia_wheel_includes(),
             extra_compile_args={"cxx": cxx + defines, "nvcc": opt + defines},
             **kwargs,

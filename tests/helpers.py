@@ -80,3 +80,25 @@ def op_bidirectional(cell, module, packed, h0, c0=None):
     h_n = unsort(torch.stack(hs))
     c_n = unsort(torch.stack(cs)) if cell == "lstm" else None
     return output, h_n, c_n
+
+
+def build_emulator(name, sources, headers):
+    """Compiles a CUDA-path emulator of tests/emulation/ for the CPU (torch's extension
+    cache, keyed by a digest of every source and header: it would otherwise reuse a build
+    after a header changed); its ops register under their own namespace."""
+    import hashlib
+    import warnings
+    from pathlib import Path
+
+    from torch.utils import cpp_extension
+
+    root = Path(__file__).resolve().parent.parent
+    paths = [root / p for p in sources + headers]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cpp_extension.load(
+            name=f"{name}_{digest[:12]}", sources=[str(root / p) for p in sources],
+            extra_include_paths=[str(root / "csrc"), str(root / "tests/emulation")],
+            extra_cflags=["-std=c++20", "-O1", "-Wno-unknown-pragmas"],
+            is_python_module=False, verbose=False)

@@ -19,7 +19,8 @@ from fastrnn.ops import CELLS
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "tests/emulation/per_step_emulator.cpp", ROOT / "csrc/recurrence.cpp"]
-HEADERS = [ROOT / "tests/emulation/cuda_shim.h", ROOT / "csrc/cuda/per_step.cuh",
+HEADERS = [ROOT / "tests/emulation/cuda_shim.h", ROOT / "tests/emulation/emulated_launch.h",
+           ROOT / "csrc/cuda/per_step.cuh",
            ROOT / "csrc/recurrence.h", ROOT / "csrc/cell_math.h", ROOT / "csrc/cells.h",
            ROOT / "csrc/raw_gemm.h"]
 CELL_CODES = {cell: code for code, cell in enumerate(CELLS)}  # CellKind, csrc/cells.h

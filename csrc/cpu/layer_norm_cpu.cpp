@@ -16,46 +16,26 @@ namespace fastrnn {
 namespace cpu {
 namespace {
 
-template <typename T>
-const T* data_or_null(const at::Tensor& t) {
-  return t.defined() ? t.const_data_ptr<T>() : nullptr;
-}
-
-template <typename T>
-LayerNormParams<T> params(const LayerNormTensors& norms) {
-  return {data_or_null<T>(norms.hh_weight), data_or_null<T>(norms.hh_bias),
-          data_or_null<T>(norms.c_weight), data_or_null<T>(norms.c_bias)};
-}
-
 template <typename T, typename Cell>
-ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_proj,
-                           const at::Tensor& weight_hh, const LayerNormTensors& norms,
-                           const at::Tensor& h0, const at::Tensor& c0, bool reverse,
-                           bool keep_workspace) {
+ForwardResult forward_impl(LayerNormKind kind, const PackedSteps& steps,
+                           const at::Tensor& input_proj, const at::Tensor& weight_hh,
+                           const LayerNormTensors& norms, const at::Tensor& h0,
+                           const at::Tensor& c0, bool reverse, bool keep_workspace) {
   constexpr int64_t G = Cell::kGates;
   const int64_t H = weight_hh.size(1), GH = G * H, W = Cell::kSaved * H + Cell::kStats;
-  const int64_t batch = h0.size(0), N = input_proj.size(0);
-  const auto options = input_proj.options();
 
-  const at::Tensor gx_t = input_proj.contiguous();
-  at::Tensor h = h0.contiguous().clone();
-  at::Tensor c = Cell::kHasCell ? c0.contiguous().clone() : at::Tensor();
-  at::Tensor output = at::empty({N, H}, options);
-  // Without keep_workspace, a scratch that each step overwrites (as ForwardBuffers).
-  at::Tensor workspace = at::empty({keep_workspace ? N : batch, W}, options);
-  at::Tensor gh_t = at::empty({batch, GH}, options);
+  LayerNormForwardBuffers buf(kind, input_proj, h0, c0, keep_workspace);
   StepGemm<T> gemm(to_compute_dtype(weight_hh).t().contiguous(), H, GH);
-
-  const LayerNormParams<T> p = params<T>(norms);
-  const T* gx = gx_t.const_data_ptr<T>();
-  T* hp = h.data_ptr<T>();
-  T* cp = Cell::kHasCell ? c.data_ptr<T>() : nullptr;
-  T* out = output.data_ptr<T>();
-  T* ws = workspace.data_ptr<T>();
-  T* gh = gh_t.data_ptr<T>();
+  const LayerNormParams<T> p = layer_norm_params<T>(norms);
+  const T* gx = buf.gx.const_data_ptr<T>();
+  T* hp = buf.h.data_ptr<T>();
+  T* cp = Cell::kHasCell ? buf.c.data_ptr<T>() : nullptr;
+  T* out = buf.output.data_ptr<T>();
+  T* ws = buf.workspace.data_ptr<T>();
+  T* gh = buf.gh.data_ptr<T>();
 
   auto rows = [&](int64_t t, int64_t r0, int64_t r1) {
-    const int64_t off = steps.offsets[t], ws_off = keep_workspace ? off : 0;
+    const int64_t off = steps.offsets[t], ws_off = buf.workspace_row(steps, t);
     if (!gemm.use_blas()) gemm.rows(r0, r1, hp, H, gh, GH, nullptr, false);
     for (int64_t r = r0; r < r1; ++r) {
       Cell::forward_row(H, p, gx + (off + r) * GH, gh + r * GH, hp + r * H,
@@ -68,56 +48,42 @@ ForwardResult forward_impl(const PackedSteps& steps, const at::Tensor& input_pro
     gemm.blas(live, hp, H, gh, GH, at::Tensor(), false);
     for_rows(live, GH * H, [&](int64_t r0, int64_t r1) { rows(t, r0, r1); });
   };
-  walk_steps(steps, batch, !reverse, gemm.use_blas(), GH * H, step, rows);
-  return {output, h, c, keep_workspace ? workspace : workspace.new_empty({0, W})};
+  walk_steps(steps, h0.size(0), !reverse, gemm.use_blas(), GH * H, step, rows);
+  return buf.result();
 }
 
 template <typename T, typename Cell>
-LayerNormBackwardResult backward_impl(const PackedSteps& steps, const at::Tensor& grad_output,
-                                      const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
-                                      const at::Tensor& weight_hh, const LayerNormTensors& norms,
-                                      const at::Tensor& h0_, const at::Tensor& c0_,
-                                      const at::Tensor& output_, const at::Tensor& workspace_,
-                                      bool reverse) {
+LayerNormBackwardResult backward_impl(LayerNormKind kind, const PackedSteps& steps,
+                                      const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                      const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
+                                      const LayerNormTensors& norms, const at::Tensor& h0,
+                                      const at::Tensor& c0, const at::Tensor& output,
+                                      const at::Tensor& workspace, bool reverse) {
   constexpr int64_t G = Cell::kGates;
   const int64_t H = weight_hh.size(1), GH = G * H, W = Cell::kSaved * H + Cell::kStats;
-  const int64_t batch = h0_.size(0), N = output_.size(0), T_ = steps.steps();
-  const auto options = output_.options();
+  const int64_t T_ = steps.steps();
 
-  const at::Tensor output = output_.contiguous(), workspace = workspace_.contiguous();
-  const at::Tensor gout_t = grad_output.contiguous(), h0 = h0_.contiguous();
-  const at::Tensor c0 = Cell::kHasCell ? c0_.contiguous() : at::Tensor();
-  at::Tensor dh = grad_h_n.contiguous().clone();
-  at::Tensor dc = Cell::kHasCell ? grad_c_n.contiguous().clone() : at::Tensor();
-  at::Tensor dgx = at::empty({N, GH}, options);
-  // dL/d(LN_hh's output): the gates' gradient itself unless GRU (whose n gate takes r * it).
-  at::Tensor dpost = Cell::kSeparateHiddenGrad ? at::empty({N, GH}, options) : dgx;
-  at::Tensor draw = at::empty({N, GH}, options);  // dL/d(W_hh h)
-  at::Tensor h_prev = at::empty({N, H}, options);
-  // LN_c's output gradient and normalised input per token (LSTM), for its parameters.
-  at::Tensor dy = at::empty({Cell::kHasCell ? N : 0, H}, options);
-  at::Tensor chat = at::empty({Cell::kHasCell ? N : 0, H}, options);
-  const at::Tensor w = to_compute_dtype(weight_hh).contiguous();
-  StepGemm<T> gemm(w, GH, H);
-
-  const LayerNormParams<T> p = params<T>(norms);
-  const T* out = output.const_data_ptr<T>();
-  const T* ws = workspace.const_data_ptr<T>();
-  const T* gout = gout_t.const_data_ptr<T>();
-  const T* c0p = Cell::kHasCell ? c0.const_data_ptr<T>() : nullptr;
-  T* dhp = dh.data_ptr<T>();
-  T* dcp = Cell::kHasCell ? dc.data_ptr<T>() : nullptr;
-  T* dgxp = dgx.data_ptr<T>();
-  T* dpostp = dpost.data_ptr<T>();
-  T* drawp = draw.data_ptr<T>();
-  T* hprevp = h_prev.data_ptr<T>();
-  T* dyp = dy.data_ptr<T>();
-  T* chatp = chat.data_ptr<T>();
+  LayerNormBackwardBuffers buf(kind, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output,
+                               workspace);
+  StepGemm<T> gemm(buf.weight_hh, GH, H);
+  const LayerNormParams<T> p = layer_norm_params<T>(norms);
+  const T* out = buf.output.const_data_ptr<T>();
+  const T* ws = buf.workspace.const_data_ptr<T>();
+  const T* gout = buf.grad_output.const_data_ptr<T>();
+  const T* c0p = Cell::kHasCell ? buf.c0.const_data_ptr<T>() : nullptr;
+  T* dhp = buf.dh.data_ptr<T>();
+  T* dcp = Cell::kHasCell ? buf.dc.data_ptr<T>() : nullptr;
+  T* dgx = buf.dgx.data_ptr<T>();
+  T* dpost = buf.dpost.data_ptr<T>();
+  T* draw = buf.draw.data_ptr<T>();
+  T* h_prev = buf.h_prev.data_ptr<T>();
+  T* dy = buf.dy.data_ptr<T>();
+  T* chat = buf.chat.data_ptr<T>();
 
   for (int64_t t = 0; t < T_; ++t) {
     for (int64_t r = 0; r < steps.sizes[t]; ++r) {
-      const T* src = previous_row(steps, reverse, t, r, out, H, h0.const_data_ptr<T>(), H);
-      std::memcpy(hprevp + (steps.offsets[t] + r) * H, src, H * sizeof(T));
+      const T* src = previous_row(steps, reverse, t, r, out, H, buf.h0.const_data_ptr<T>(), H);
+      std::memcpy(h_prev + (steps.offsets[t] + r) * H, src, H * sizeof(T));
     }
   }
 
@@ -126,40 +92,28 @@ LayerNormBackwardResult backward_impl(const PackedSteps& steps, const at::Tensor
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t tok = off + r;
       T* dh_r = dhp + r * H;
+#pragma omp simd
       for (int64_t j = 0; j < H; ++j) dh_r[j] += gout[tok * H + j];
       const T* c_prev = Cell::kHasCell
           ? previous_row(steps, reverse, t, r, ws + Cell::kCellStateSlot * H, W, c0p, H)
           : nullptr;
-      Cell::backward_row(H, p, ws + tok * W, hprevp + tok * H, c_prev, dh_r,
-                         dcp ? dcp + r * H : nullptr, dgxp + tok * GH, dpostp + tok * GH,
-                         drawp + tok * GH, Cell::kHasCell ? dyp + tok * H : nullptr,
-                         Cell::kHasCell ? chatp + tok * H : nullptr);
+      Cell::backward_row(H, p, ws + tok * W, h_prev + tok * H, c_prev, dh_r,
+                         dcp ? dcp + r * H : nullptr, dgx + tok * GH, dpost + tok * GH,
+                         draw + tok * GH, Cell::kHasCell ? dy + tok * H : nullptr,
+                         Cell::kHasCell ? chat + tok * H : nullptr);
     }
     if (!gemm.use_blas()) {
-      gemm.rows(r0, r1, drawp + off * GH, GH, dhp, H, nullptr, Cell::kSeparateHiddenGrad);
+      gemm.rows(r0, r1, draw + off * GH, GH, dhp, H, nullptr, Cell::kSeparateHiddenGrad);
     }
   };
   auto step = [&](int64_t t) {
     const int64_t live = steps.sizes[t];
     for_rows(live, GH * H, [&](int64_t r0, int64_t r1) { rows(t, r0, r1); });
-    gemm.blas(live, drawp + steps.offsets[t] * GH, GH, dhp, H, at::Tensor(),
+    gemm.blas(live, draw + steps.offsets[t] * GH, GH, dhp, H, at::Tensor(),
               Cell::kSeparateHiddenGrad);
   };
-  walk_steps(steps, batch, reverse, gemm.use_blas(), GH * H, step, rows);
-
-  const at::Tensor xhat = workspace.narrow(1, (Cell::kSaved - G) * H, GH);
-  LayerNormBackwardResult result;
-  result.grad_input_proj = dgx;
-  result.grad_weight_hh = at::mm(draw.t(), h_prev);
-  result.grad_hh_weight = (dpost * xhat).sum(0);
-  result.grad_hh_bias = dpost.sum(0);
-  if (Cell::kHasCell) {
-    result.grad_c_weight = (dy * chat).sum(0);
-    result.grad_c_bias = dy.sum(0);
-  }
-  result.grad_h0 = dh;
-  result.grad_c0 = dc;
-  return result;
+  walk_steps(steps, buf.h0.size(0), reverse, gemm.use_blas(), GH * H, step, rows);
+  return buf.finish();
 }
 
 ForwardResult layer_norm_forward(LayerNormKind kind, const PackedSteps& steps,
@@ -169,7 +123,7 @@ ForwardResult layer_norm_forward(LayerNormKind kind, const PackedSteps& steps,
   auto run = [&](auto type_tag) {
     using T = decltype(type_tag);
     return with_layer_norm_cell<T>(kind, [&](auto cell) {
-      return forward_impl<T, decltype(cell)>(steps, input_proj, weight_hh, norms, h0, c0,
+      return forward_impl<T, decltype(cell)>(kind, steps, input_proj, weight_hh, norms, h0, c0,
                                              reverse, keep_workspace);
     });
   };
@@ -184,7 +138,7 @@ LayerNormBackwardResult layer_norm_backward(
   auto run = [&](auto type_tag) {
     using T = decltype(type_tag);
     return with_layer_norm_cell<T>(kind, [&](auto cell) {
-      return backward_impl<T, decltype(cell)>(steps, grad_output, grad_h_n, grad_c_n,
+      return backward_impl<T, decltype(cell)>(kind, steps, grad_output, grad_h_n, grad_c_n,
                                               weight_hh, norms, h0, c0, output, workspace,
                                               reverse);
     });

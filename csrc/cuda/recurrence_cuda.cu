@@ -6,19 +6,12 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "launch.cuh"
 #include "per_step.cuh"
 #include "persistent.h"
 
 namespace fastrnn {
 namespace cuda {
-
-template <typename... Params, typename... Args>
-void per_step::launch(void (*kernel)(Params...), unsigned blocks, unsigned threads,
-                      Args... args) {
-  kernel<<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(args...);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
 namespace {
 
 ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,

@@ -5,35 +5,9 @@
 // __syncthreads: each thread owns one (row, unit)). Registered as the ops
 // torch.ops.fastrnn_per_step_emulated.forward/backward (cell: a CellKind, csrc/cells.h);
 // an LSTM's c0/grad_c_n are ignored by the other cells.
-#include "cuda_shim.h"
+#include "emulated_launch.h"
 
 #include <torch/library.h>
-
-#include "cuda/per_step.cuh"
-
-namespace fastrnn {
-namespace cuda {
-
-// Kernel launches since the last call of the op `launches` (tests/test_per_step_emulated.py
-// counts launches per time step with it; the GEMMs are counted as ATen calls there).
-int64_t emulated_launches = 0;
-
-template <typename... Params, typename... Args>
-void per_step::launch(void (*kernel)(Params...), unsigned blocks, unsigned threads,
-                      Args... args) {
-  ++emulated_launches;
-  blockDim.x = threads;
-  for (unsigned b = 0; b < blocks; ++b) {
-    blockIdx.x = b;
-    for (unsigned t = 0; t < threads; ++t) {
-      threadIdx.x = t;
-      kernel(args...);
-    }
-  }
-}
-
-}  // namespace cuda
-}  // namespace fastrnn
 
 namespace {
 
