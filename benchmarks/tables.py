@@ -103,3 +103,23 @@ def module_step_table(*reports: dict) -> str:
     lines += ["", MODULE_STEP_HEADER]
     lines += [module_step_row(row) for report in reports for row in report["results"]]
     return "\n".join(lines)
+
+
+BEYOND_NN_HEADER = ("| case | baseline | fastrnn ms | baseline ms | speed-up | target |\n"
+                    "|---|---|---:|---:|---:|---|")
+
+
+def beyond_nn_row(row: dict) -> str:
+    target = (f">= {row['target']:.2f}x {'met' if row['met'] else 'NOT met'}"
+              + (" (time <= 1.5x)" if row["baseline"] == "fastrnn.LSTM" else ""))
+    return (f"| {row['case']} | {row['baseline']} | {row['fastrnn_ms']:.2f} "
+            f"| {row['baseline_ms']:.2f} | {row['speedup']:.2f}x | {target} |")
+
+
+def beyond_nn_table(report: dict) -> str:
+    """bench_beyond_nn.py's report."""
+    machine = report["machine"]
+    load = machine.get("load_avg_start")
+    return "\n".join([machine_line(machine) + (f" Load average at start {load[0]:.1f}."
+                                               if load else ""), "", BEYOND_NN_HEADER,
+                      *(beyond_nn_row(row) for row in report["results"])])

@@ -84,11 +84,26 @@ def fails(argv, capsys, *expected):
     ("--device", "gpu", "'gpu' is not a device; use one of: cpu"),
     ("--device", "CPU", "is not a device"),
     ("--device", "meta", "not supported"),
+    ("--weight-drop", "1", "probability in [0, 1), got '1'"),
+    ("--zoneout", "-0.1", "probability in [0, 1)"),
+    ("--zoneout", "half", "probability in [0, 1), got 'half'"),
 ])
 def test_bad_numbers_and_devices(option, value, expected, folder, capsys):
     err = fails(["train", "--data-dir", str(folder), option, value], capsys,
                 f"argument {option}: ", expected)
     assert "usage:" in err
+
+
+@pytest.mark.parametrize("argv, option, expected", [
+    (["train", "--model", "lnlstm-packed", "--backend", "torch"], "--model",
+     "lnlstm-packed has no torch.nn version"),
+    (["compare", "--model", "lnlstm-packed"], "--model", "lnlstm-packed has no torch.nn version"),
+    (["train", "--weight-drop", "0.5", "--backend", "torch"], "--weight-drop",
+     "torch.nn has no such option"),
+    (["compare", "--zoneout", "0.1"], "--zoneout", "torch.nn has no such option"),
+])
+def test_fastrnn_only_models_and_options(argv, option, expected, folder, capsys):
+    fails(argv + ["--data-dir", str(folder)], capsys, f"argument {option}: ", expected)
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:7", "mps", "xpu"])

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fastrnn import cells, ops
+from fastrnn.layer_norm_ops import LAYER_NORM_CELLS
 from fastrnn.info import build_info
 from helpers import TORCH_CELLS
 
@@ -41,12 +42,19 @@ def fastrnn_ops():
     return {n.split("::", 1)[1] for n in names if n.endswith(("_forward", "_backward"))}
 
 
-def test_the_ops_are_exactly_the_table():
-    assert fastrnn_ops() == {f"{cell}_{d}" for cell in cells.CELLS
+def test_the_ops_are_exactly_the_tables():
+    # The plain cells' table and the LayerNorm cells' (csrc/layer_norm.h), which take the
+    # norms' parameters and so have ops of their own.
+    assert fastrnn_ops() == {f"{cell}_{d}" for cell in [*cells.CELLS, *LAYER_NORM_CELLS]
                              for d in ("forward", "backward")}
 
 
-@pytest.mark.parametrize("cell", ALL_CELLS)
+def test_layer_norm_table():
+    assert LAYER_NORM_CELLS == {"layer_norm_lstm": (4, 9, 3, True),
+                                "layer_norm_gru": (3, 6, 1, False)}
+
+
+@pytest.mark.parametrize("cell", ALL_CELLS + list(LAYER_NORM_CELLS))
 def test_ops_registered_for_each_device(cell):
     keys = ["CPU"] + (["CUDA"] if build_info()["cuda"] == "1" else [])
     for direction in ("forward", "backward"):

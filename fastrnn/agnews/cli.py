@@ -17,7 +17,7 @@ import torch
 
 from .data import (CLASSES, DIR_ENV, DataError, cache_data_dir, check_data_dir, ensure_files,
                    read_csv)
-from .models import BACKENDS, MODELS
+from .models import BACKENDS, FASTRNN_ONLY_MODES, MODELS
 from .text import basic_english
 from .training import (CheckpointError, EncodedRows, TrainConfig, evaluate, load_checkpoint,
                        load_corpus, predict, save_checkpoint, train)
@@ -46,6 +46,16 @@ def positive_float(text):
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+    return value
+
+
+def probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
     return value
 
 
@@ -204,6 +214,10 @@ def _training_options(parser, backend=True):
     parser.add_argument("--sparse-embedding", action="store_true",
                         help="sparse embedding gradients with SparseAdam for the table (lazy Adam: "
                              "faster on large vocabularies, not the tutorial's exact update)")
+    parser.add_argument("--weight-drop", type=probability, default=d.weight_drop, metavar="P",
+                        help="DropConnect on the recurrent weights (fastrnn only)")
+    parser.add_argument("--zoneout", type=probability, default=d.zoneout, metavar="P",
+                        help="zoneout of the recurrent state (fastrnn only)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="use the first N training rows (default: all)")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
@@ -486,6 +500,15 @@ def _check(args, fail):
                 fail(f"argument text: {label} {text!r} has no words (the tokenizer drops "
                      f"double quotes, ';' and ':'); give a headline to classify")
     if args.command in ("train", "compare"):
+        backend = getattr(args, "backend", "torch")  # compare trains torch.nn too
+        beyond = [f"--{name.replace('_', '-')}" for name in ("weight_drop", "zoneout")
+                  if getattr(args, name)]
+        if MODELS[args.model][0] in FASTRNN_ONLY_MODES and backend != "fastrnn":
+            fail(f"argument --model: {args.model} has no torch.nn version; it trains with "
+                 f"`train --backend fastrnn` only")
+        if beyond and backend != "fastrnn":
+            fail(f"argument {beyond[0]}: torch.nn has no such option; it trains with "
+                 f"`train --backend fastrnn` only")
         world = os.environ.get("WORLD_SIZE", "1")
         world = int(world) if world.isdigit() and int(world) > 0 else 1
         if args.batch_size % world:

@@ -5,6 +5,10 @@
     lstm-packed    as lstm, on pack_padded_sequence(..., enforce_sorted=False)
     gru-packed     as lstm-packed with a GRU
     bilstm-packed  as lstm-packed with 2 bidirectional layers, Linear(h_n of both directions)
+    lnlstm-packed  as lstm-packed with fastrnn.LayerNormLSTM (fastrnn only: torch.nn has none)
+
+``weight_drop`` and ``zoneout`` (fastrnn only) regularise the recurrent layer (fastrnn.LSTM's
+options of the same names).
 
 ``backend`` picks torch.nn's or fastrnn's recurrent module; both are built in
 the same order from the same random stream, so one seed gives one set of
@@ -25,12 +29,17 @@ MODELS = {
     "lstm-packed": ("LSTM", 1, False, True),
     "gru-packed": ("GRU", 1, False, True),
     "bilstm-packed": ("LSTM", 2, True, True),
+    "lnlstm-packed": ("LayerNormLSTM", 1, False, True),
 }
+# Models and options torch.nn has no counterpart of.
+FASTRNN_ONLY_MODES = ("LayerNormLSTM",)
 BACKENDS = ("fastrnn", "torch")
 
 
 def recurrent_class(mode: str, backend: str):
     if backend == "torch":
+        if mode in FASTRNN_ONLY_MODES:
+            raise ValueError(f"torch.nn has no {mode}: it runs with backend fastrnn only")
         return getattr(nn, mode)
     if backend == "fastrnn":
         import fastrnn
@@ -41,7 +50,8 @@ def recurrent_class(mode: str, backend: str):
 
 class TextClassifier(nn.Module):
     def __init__(self, model: str, vocab_size: int, embed_dim: int = 64, hidden_dim: int = 32,
-                 num_classes: int = 4, backend: str = "fastrnn", sparse_embedding: bool = False):
+                 num_classes: int = 4, backend: str = "fastrnn", sparse_embedding: bool = False,
+                 weight_drop: float = 0.0, zoneout: float = 0.0):
         super().__init__()
         if model not in MODELS:
             raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}")
@@ -52,8 +62,14 @@ class TextClassifier(nn.Module):
         if mode != "RNN":  # the tutorial's LSTM classifiers start from randn - 0.5
             with torch.no_grad():
                 self.embedding.weight.copy_(torch.randn_like(self.embedding.weight) - 0.5)
+        regularisers = {name: p for name, p in (("weight_drop", weight_drop),
+                                                ("zoneout", zoneout)) if p}
+        if regularisers and backend != "fastrnn":
+            raise ValueError(f"torch.nn has no {' or '.join(regularisers)}: "
+                             "they run with backend fastrnn only")
         self.rnn = recurrent_class(mode, backend)(
-            embed_dim, hidden_dim, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+            embed_dim, hidden_dim, num_layers=layers, batch_first=True, bidirectional=bidirectional,
+            **regularisers)
         features = hidden_dim * (2 if bidirectional else 1)
         self.fc = nn.Linear(features, num_classes)
         self.clock: Optional[RecurrentClock] = None
@@ -66,7 +82,7 @@ class TextClassifier(nn.Module):
         output, state = self._recurrent(x)
         if self.mode == "RNN":
             return self.fc(output.mean(dim=1))
-        h_n = state[0] if self.mode == "LSTM" else state
+        h_n = state[0] if isinstance(state, tuple) else state  # (h_n, c_n) of an LSTM
         features = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.bidirectional else h_n[-1]
         return self.fc(features)
 
@@ -85,9 +101,9 @@ class TextClassifier(nn.Module):
 
 def build_model(model: str, vocab_size: int, embed_dim: int = 64, hidden_dim: int = 32,
                 num_classes: int = 4, backend: str = "fastrnn", seed: Optional[int] = None,
-                sparse_embedding: bool = False):
+                sparse_embedding: bool = False, weight_drop: float = 0.0, zoneout: float = 0.0):
     """A classifier whose initial weights depend only on ``seed`` (not on backend)."""
     if seed is not None:
         torch.manual_seed(seed)
     return TextClassifier(model, vocab_size, embed_dim, hidden_dim, num_classes, backend,
-                          sparse_embedding)
+                          sparse_embedding, weight_drop, zoneout)

@@ -31,6 +31,8 @@ class TrainConfig:
     device: str = "cpu"
     bucket: bool = False
     sparse_embedding: bool = False
+    weight_drop: float = 0.0
+    zoneout: float = 0.0
     limit: Optional[int] = None
     data_dir: Optional[str] = None
 
@@ -195,7 +197,8 @@ def train(config: TrainConfig, corpus: Corpus, progress=True, log=print) -> Dict
                          "sparse gradients, which nccl does not support and no test covers)")
     model = build_model(config.model, len(corpus.vocab), config.embed_dim, config.hidden_dim,
                         len(CLASSES), config.backend, seed=config.seed,
-                        sparse_embedding=config.sparse_embedding).to(device)
+                        sparse_embedding=config.sparse_embedding,
+                        weight_drop=config.weight_drop, zoneout=config.zoneout).to(device)
     clock = RecurrentClock(device)
     model.clock = clock
     net = model
@@ -339,7 +342,8 @@ def load_checkpoint(path: str, backend: Optional[str] = None, device="cpu"):
                 raise ValueError(f"config {name} is {value!r}, expected a positive integer")
         vocab = Vocab.from_state_dict(state["vocab"])
         model = build_model(config.model, len(vocab), config.embed_dim, config.hidden_dim,
-                            len(state["classes"]), config.backend)
+                            len(state["classes"]), config.backend,
+                            weight_drop=config.weight_drop, zoneout=config.zoneout)
         model.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise bad(f"a damaged fastrnn.agnews checkpoint: {type(error).__name__}: "
