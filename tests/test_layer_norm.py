@@ -360,3 +360,65 @@ def test_torch_compile_fullgraph_packed(cell):
         results.append([out.data, *torch.autograd.grad(loss, list(module.parameters()))])
     for got, want in zip(results[1], results[0]):
         torch.testing.assert_close(got, want, **TOL[torch.float32])
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@st.composite
+def fuzz_cases(draw):
+    kind = draw(st.sampled_from(["packed", "padded", "unbatched"]))
+    batch = 1 if kind == "unbatched" else draw(st.integers(1, 5))
+    lengths = draw(st.lists(st.integers(1, 7), min_size=batch, max_size=batch))
+    return dict(cell=draw(st.sampled_from(list(CELLS))), layers=draw(st.integers(1, 3)),
+                bidirectional=draw(st.booleans()), bias=draw(st.booleans()),
+                batch_first=draw(st.booleans()), input_size=draw(st.integers(1, 6)),
+                hidden=draw(st.integers(1, 9)), kind=kind, lengths=lengths,
+                with_hx=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)))
+
+
+@given(fuzz_cases())
+def test_fuzz_module_matches_plain_ops(case):
+    """Random configurations, float64: outputs, states and the gradients of the input, the
+    initial state and every parameter equal those of the module run in plain ops."""
+    torch.manual_seed(case["seed"])
+    m = CELLS[case["cell"]](case["input_size"], case["hidden"], num_layers=case["layers"],
+                            bias=case["bias"], batch_first=case["batch_first"],
+                            bidirectional=case["bidirectional"], dtype=torch.float64)
+    with torch.no_grad():
+        for name, param in m.named_parameters():
+            if name.startswith("ln_"):
+                param.add_(torch.randn_like(param) * 0.3)
+    lengths, kind = case["lengths"], case["kind"]
+    steps, batch = max(lengths), len(lengths)
+    shape = (steps, case["input_size"]) if kind == "unbatched" else (
+        (batch, steps, case["input_size"]) if case["batch_first"]
+        else (steps, batch, case["input_size"]))
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    data = pack_padded_sequence(x, torch.tensor(lengths), batch_first=case["batch_first"],
+                                enforce_sorted=False) if kind == "packed" else x
+    states = []
+    if case["with_hx"]:
+        n = case["layers"] * (2 if case["bidirectional"] else 1)
+        state_shape = (n, case["hidden"]) if kind == "unbatched" else (n, batch, case["hidden"])
+        states = [torch.randn(*state_shape, dtype=torch.float64, requires_grad=True)
+                  for _ in range(2 if case["cell"] == "layer_norm_lstm" else 1)]
+    hx = None if not states else (tuple(states) if len(states) == 2 else states[0])
+
+    def run():
+        out, state = m(data, hx)
+        out = out.data if kind == "packed" else out
+        return [out, *(state if isinstance(state, tuple) else (state,))]
+
+    ours = run()
+    with reference.plain_ops():
+        ref = run()
+    leaves = [x, *states, *m.parameters()]
+    grads = [torch.randn_like(o) for o in ours]
+    ours += torch.autograd.grad(ours, leaves, grads, retain_graph=True, allow_unused=True)
+    ref += torch.autograd.grad(ref, leaves, grads, allow_unused=True)
+    for a, b in zip(ours, ref):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, **TOL[torch.float64])
