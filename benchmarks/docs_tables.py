@@ -14,8 +14,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tables import (agnews_table, cpu_speed_table, module_step_table,  # noqa: E402
-                    saved_memory_table)
+from tables import (agnews_table, agnews_train_table, beyond_nn_table,  # noqa: E402
+                    cpu_speed_table, module_step_table, saved_memory_table)
 
 AGNEWS_FWD_BWD = dict(shape="agnews", pass_="forward+backward")
 
@@ -45,6 +45,10 @@ TABLES = {
     "saved-memory-proj": lambda: _saved("proj_rows"),
     "agnews": lambda: agnews_table([json.load(open(p)) for p in
                                     sorted(glob.glob(os.path.join(RESULTS, "agnews", "*.json")))]),
+    "agnews-beyond": lambda: agnews_train_table(
+        [json.load(open(p)) for p in
+         sorted(glob.glob(os.path.join(RESULTS, "agnews-beyond", "*.json")))]),
+    "beyond-nn": lambda: beyond_nn_table(_load("beyond-nn-cpu-2core-torch2.13.json")),
 }
 
 

@@ -123,3 +123,26 @@ def beyond_nn_table(report: dict) -> str:
     return "\n".join([machine_line(machine) + (f" Load average at start {load[0]:.1f}."
                                                if load else ""), "", BEYOND_NN_HEADER,
                       *(beyond_nn_row(row) for row in report["results"])])
+
+
+AGNEWS_TRAIN_HEADER = ("| model | options | seed | epochs | train acc | test acc | epoch s "
+                       "| recurrent s |\n|---|---|---:|---:|---:|---:|---:|---:|")
+
+
+def agnews_train_row(report: dict) -> str:
+    """One `python -m fastrnn.agnews train --json` result (fastrnn backend)."""
+    config, epochs = report["config"], report["epochs"]
+    options = " ".join(f"--{name.replace('_', '-')} {config[name]}"
+                       for name in ("weight_drop", "zoneout") if config.get(name))
+    mean = lambda key: sum(e[key] for e in epochs) / len(epochs)  # noqa: E731
+    return (f"| {config['model']} | {options or '-'} | {config['seed']} | {len(epochs)} "
+            f"| {epochs[-1]['train_acc']:.4f} | {epochs[-1]['test_acc']:.4f} "
+            f"| {mean('epoch_s'):.2f} | {mean('recurrent_s'):.2f} |")
+
+
+def agnews_train_table(reports: List[dict]) -> str:
+    env = reports[0]["environment"] if reports else {}
+    head = (f"Measured {env.get('date')}, {env.get('cpu')}, {env.get('cores')} cores, "
+            f"{env.get('torch_threads')} torch threads, torch {env.get('torch')}.\n\n"
+            if env else "")
+    return head + "\n".join([AGNEWS_TRAIN_HEADER, *(agnews_train_row(r) for r in reports)])
