@@ -64,19 +64,32 @@ def _projected_lstm(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor],
     return m.matmul(weight_hr.t()), m_n.matmul(weight_hr.t()), c_n
 
 
+def zoneout_mask(p: float, training: bool, tokens: int, width: int, like: Tensor) -> Tensor:
+    """The keep weights of zoneout for one layer and direction, ``[tokens, width]`` in the
+    dtype and on the device of ``like`` (weight_hh): Bernoulli(p) draws from torch's
+    generator in training (1: the unit keeps its previous state), p (their expectation) at
+    eval."""
+    if training:
+        return torch.bernoulli(torch.full((tokens, width), p, dtype=like.dtype, device=like.device))
+    return torch.full((tokens, width), p, dtype=like.dtype, device=like.device)
+
+
 def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[Optional[Tensor]],
-               h0: Tensor, c0: Optional[Tensor], reverse: bool, plain: bool):
+               h0: Tensor, c0: Optional[Tensor], reverse: bool, plain: bool,
+               zoneout: Optional[Tensor] = None):
     weight_ih, weight_hh, bias_ih, bias_hh, weight_hr = weights
     # recurrence(input_proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, recompute)
+    # (zoneout: the keep weights, or None)
     if plain:
         def recurrence(*args):
-            return reference.direction(cell, *args[:-1])
+            return reference.direction(cell, *args[:-1], zoneout)
     elif ops.CELLS[cell][2]:  # has a cell state: the op returns it
-        recurrence = getattr(ops, cell)
+        def recurrence(*args):
+            return getattr(ops, cell)(*args, zoneout)
     else:
         def recurrence(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, recompute):
             return (*getattr(ops, cell)(proj, batch_sizes, weight_hh, bias_hh, h0, reverse,
-                                        recompute), None)
+                                        recompute, zoneout), None)
     if weight_hr is not None:
         return _projected_lstm(data, weight_ih, bias_ih, batch_sizes, weight_hh, bias_hh,
                                weight_hr, h0, c0, reverse, recurrence)
@@ -98,6 +111,7 @@ def rnn_stack(
     training: bool,
     bidirectional: bool,
     proj_size: int = 0,
+    zoneout: float = 0.0,
 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """A stack of recurrent layers over packed data.
 
@@ -105,8 +119,13 @@ def rnn_stack(
     when given) in the sorted batch order of the PackedSequence; ``flat_weights`` are in
     torch.nn's order (``weight_ih, weight_hh[, bias_ih, bias_hh][, weight_hr]`` per layer
     and direction). Returns ``(output_data, h_n, c_n)``; ``c_n`` is None unless LSTM.
+    ``zoneout`` > 0: zoneout with probability p on the states of every layer and direction,
+    one fresh mask each per call in training (zoneout_mask), p itself at eval.
     """
     cell = MODE_TO_CELL[mode]
+    if zoneout > 0 and proj_size > 0:
+        raise ValueError("fastrnn: zoneout with proj_size > 0 is not supported (the projected "
+                         "LSTM's recurrence runs over m = o * tanh(c), not over h)")
     num_directions = 2 if bidirectional else 1
     per_direction = (4 if has_bias else 2) + (1 if proj_size > 0 else 0)
     layer_input = data
@@ -121,8 +140,14 @@ def rnn_stack(
             if not has_bias:
                 weights += [None, None]
             weights.append(weight_hr)
+            mask = None
+            if zoneout > 0:
+                states = 2 if ops.CELLS[cell][2] else 1
+                mask = zoneout_mask(zoneout, training, data.shape[0],
+                                    states * weights[1].shape[1], weights[1])
             output, h, c = _direction(cell, layer_input, batch_sizes, weights, h0[index],
-                                      None if c0 is None else c0[index], direction == 1, plain)
+                                      None if c0 is None else c0[index], direction == 1, plain,
+                                      mask)
             outputs.append(output)
             h_n.append(h)
             c_n.append(c)
