@@ -247,6 +247,7 @@ struct RNNCell : CellDefaults {
 template <typename Cell>
 struct Zoneout : Cell {
   static_assert(Cell::kZoneoutStates == 0, "zoneout of zoneout");
+  static_assert(!Cell::kRowReduction, "no zoneout for a cell with a row reduction yet");
   static constexpr bool kSavesOutput = Cell::kSaved == 0;  // slot 0: h~_t
   static_assert(!(kSavesOutput && Cell::kHasCell), "a cell state and nothing saved");
   static constexpr int kSaved = Cell::kSaved + (Cell::kHasCell || kSavesOutput ? 1 : 0);
