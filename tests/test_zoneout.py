@@ -422,12 +422,18 @@ def test_double_backward_matches_reference(cell, monkeypatch):
 
 
 def test_torch_compile_fullgraph():
-    module = make_module("lstm", 0.3, torch.float32).eval()
-    x = torch.randn(5, 2, 4)
-    compiled = torch.compile(module, fullgraph=True, backend="eager")
+    # aot_eager: the registered ops' fake kernels and autograd (zoneout saved and passed on).
+    module = make_module("gru", 0.3, num_layers=2, bidirectional=True).eval()
+    x = torch.randn(5, 2, 4, dtype=torch.float64, requires_grad=True)
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
     got, want = compiled(x), module(x)
-    torch.testing.assert_close(got[0], want[0], **TOL[torch.float32])
-    torch.testing.assert_close(got[1][1], want[1][1], **TOL[torch.float32])
+    torch.testing.assert_close(got[0], want[0], **TOL[torch.float64])
+    torch.testing.assert_close(got[1], want[1], **TOL[torch.float64])
+    leaves = [x, *module.parameters()]
+    for a, b in zip(torch.autograd.grad(got[0].sum(), leaves),
+                    torch.autograd.grad(want[0].sum(), leaves)):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
     module.train()
-    out = torch.compile(module, fullgraph=True, backend="eager")(x)[0]  # draws in the graph
-    assert out.shape == (5, 2, 5)
+    out = torch.compile(module, fullgraph=True, backend="aot_eager")(x)[0]  # draws in the graph
+    assert out.shape == (5, 2, 10)
+    torch.autograd.grad(out.sum(), leaves)

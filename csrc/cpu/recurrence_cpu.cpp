@@ -11,10 +11,11 @@
 // Backward walks the steps in the opposite order with dh (dc) buffers that
 // start as grad_h_n (grad_c_n): the pointwise backward of each live row, then
 // dh_prev (+)= dgh @ W_hh (+= for a cell with kKeepsHiddenGrad: GRU, zoneout).
+// grad_weight_hh and grad_bias_hh are one GEMM and one reduction over all tokens
+// after the loop.
 //
 // Zoneout (an op given a zoneout tensor) runs the same loops with Zoneout<Cell>
-// (csrc/cell_math.h), a type of its own: the plain cells' instantiations are unchanged. grad_weight_hh and grad_bias_hh are one GEMM and one
-// reduction over all tokens after the loop.
+// (csrc/cell_math.h), a type of its own: the plain cells' instantiations are unchanged.
 //
 // Threads: with the small GEMM (weights up to 256 KiB) each thread owns a block
 // of rows for the whole sequence (for_row_blocks), since rows never interact;
