@@ -437,3 +437,29 @@ def test_torch_compile_fullgraph():
     out = torch.compile(module, fullgraph=True, backend="aot_eager")(x)[0]  # draws in the graph
     assert out.shape == (5, 2, 10)
     torch.autograd.grad(out.sum(), leaves)
+
+
+# --- CUDA (skipped without a GPU; the emulation tests run both paths' kernels on the CPU) ---
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("cuda_path", ["persistent", "per_step"])
+@pytest.mark.parametrize("cell", ALL_CELLS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_cuda_op_matches_cpu(cell, dtype, cuda_path, monkeypatch):
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", cuda_path)
+    for reverse in (False, True):
+        args, mask = op_args(cell, hidden=5, dtype=dtype, binary=not reverse)
+        cuda_args = [a.detach().cuda().requires_grad_() if isinstance(a, torch.Tensor)
+                     and a.requires_grad else a for a in args]
+        leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+        cuda_leaves = [a for a in cuda_args if isinstance(a, torch.Tensor) and a.requires_grad]
+        want = outputs_and_grads(call_op(cell, args, reverse, mask), leaves,
+                                 torch.Generator().manual_seed(1))
+        results = [r if r is None else r.cpu()
+                   for r in call_op(cell, cuda_args, reverse, mask.cuda())]
+        # The loss weights are drawn on the CPU as for the reference; the gradients flow
+        # back through .cpu() to the CUDA leaves.
+        got = [g.cpu() if isinstance(g, torch.Tensor) else g for g in
+               outputs_and_grads(results, cuda_leaves, torch.Generator().manual_seed(1))]
+        assert_all_close(got, want, dtype, f"{cell} {cuda_path} reverse={reverse}")
