@@ -88,8 +88,13 @@ C10_HOST_DEVICE inline T relu_act(T x) { return x < T(0) ? T(0) : x; }
 //   kHasCell       a cell state c next to h (c0 / c_n / grad_c_n in the ops)
 //   kCellStateSlot the saved slot holding c_t (saved[kCellStateSlot*H + j]), which the
 //                  backward loops read as the c_{t-1} of the next token
-//   kSeparateHiddenGrad  dL/d(W_hh h + b_hh) differs from dL/d(input_proj) (dgh != dgx),
-//                  and backward() leaves a part of dL/dh_{t-1} in dh
+//   kSeparateHiddenGrad  dL/d(W_hh h + b_hh) differs from dL/d(input_proj) (dgh != dgx):
+//                  a buffer of its own
+//   kKeepsHiddenGrad  backward() leaves a part of dL/dh_{t-1} that does not flow through
+//                  W_hh in dh, so the loops' dh (+)= dgh @ W_hh accumulates
+//   kZoneoutStates K: the cell is Zoneout<Cell> (below), whose forward()/backward() read
+//                  the token's zoneout row, K*H keep weights (h block, then c block); 0
+//                  for a plain cell, which ignores that argument
 //   kRowReduction  hook for a cell whose step needs a reduction over the units of a row
 //                  (a LayerNorm LSTM normalises each row's G*H gate pre-activations).
 //                  Such a cell would also provide the reduction (e.g. a
@@ -102,13 +107,16 @@ C10_HOST_DEVICE inline T relu_act(T x) { return x < T(0) ? T(0) : x; }
 // forward(): writes h (in place over h_prev) and, for LSTM, c; stores in
 //   `saved` (kSaved*H values per token) what backward needs.
 // backward(): `dh` holds dL/dh_t on entry and, on exit, the part of
-//   dL/dh_{t-1} that does not flow through W_hh (zero unless GRU); writes
-//   dL/d(gx) to `dgx` and dL/d(gh) to `dgh` (the same for LSTM and RNN).
+//   dL/dh_{t-1} that does not flow through W_hh (zero unless kKeepsHiddenGrad); writes
+//   dL/d(gx) to `dgx` and dL/d(gh) to `dgh` (the same unless kSeparateHiddenGrad).
+// Both take the token's zoneout row `zo` last (nullptr unless kZoneoutStates).
 
 struct CellDefaults {
   static constexpr bool kHasCell = false;
   static constexpr int kCellStateSlot = 0;  // read only with kHasCell
   static constexpr bool kSeparateHiddenGrad = false;
+  static constexpr bool kKeepsHiddenGrad = false;
+  static constexpr int kZoneoutStates = 0;
   static constexpr bool kRowReduction = false;
 };
 
@@ -121,7 +129,8 @@ struct LSTMCell : CellDefaults {
   static constexpr int kCellStateSlot = 4;
 
   C10_HOST_DEVICE static inline void forward(int64_t j, int64_t H, const T* gx,
-                                             const T* gh, T* h, T* c, T* saved) {
+                                             const T* gh, T* h, T* c, T* saved,
+                                             const T* /*zo*/) {
     T i = sigmoid(gx[j] + gh[j]);
     T f = sigmoid(gx[H + j] + gh[H + j]);
     T g = tanh_act(gx[2 * H + j] + gh[2 * H + j]);
@@ -139,7 +148,8 @@ struct LSTMCell : CellDefaults {
   // c_prev: the cell state before this token; dc: dL/dc_t in, dL/dc_{t-1} out.
   C10_HOST_DEVICE static inline void backward(int64_t j, int64_t H, const T* saved,
                                               const T* /*h_prev*/, const T* c_prev,
-                                              T* dh, T* dc, T* dgx, T* /*dgh*/) {
+                                              T* dh, T* dc, T* dgx, T* /*dgh*/,
+                                              const T* /*zo*/) {
     T i = saved[j], f = saved[H + j], g = saved[2 * H + j], o = saved[3 * H + j];
     T tc = tanh_act(saved[kCellStateSlot * H + j]);
     T dhy = dh[j];
@@ -159,9 +169,11 @@ struct GRUCell : CellDefaults {
   static constexpr int kGates = 3;
   static constexpr int kSaved = 4;  // r z n hn (hn = W_hn h + b_hn)
   static constexpr bool kSeparateHiddenGrad = true;
+  static constexpr bool kKeepsHiddenGrad = true;
 
   C10_HOST_DEVICE static inline void forward(int64_t j, int64_t H, const T* gx,
-                                             const T* gh, T* h, T* /*c*/, T* saved) {
+                                             const T* gh, T* h, T* /*c*/, T* saved,
+                                             const T* /*zo*/) {
     T r = sigmoid(gx[j] + gh[j]);
     T z = sigmoid(gx[H + j] + gh[H + j]);
     T hn = gh[2 * H + j];
@@ -175,7 +187,8 @@ struct GRUCell : CellDefaults {
 
   C10_HOST_DEVICE static inline void backward(int64_t j, int64_t H, const T* saved,
                                               const T* h_prev, const T* /*c_prev*/,
-                                              T* dh, T* /*dc*/, T* dgx, T* dgh) {
+                                              T* dh, T* /*dc*/, T* dgx, T* dgh,
+                                              const T* /*zo*/) {
     T r = saved[j], z = saved[H + j], n = saved[2 * H + j], hn = saved[3 * H + j];
     T dhy = dh[j];
     T dn = dhy * (T(1) - z) * (T(1) - n * n);
@@ -198,7 +211,8 @@ struct RNNCell : CellDefaults {
   static constexpr int kSaved = 0;  // the output h is all backward needs
 
   C10_HOST_DEVICE static inline void forward(int64_t j, int64_t /*H*/, const T* gx,
-                                             const T* gh, T* h, T* /*c*/, T* /*saved*/) {
+                                             const T* gh, T* h, T* /*c*/, T* /*saved*/,
+                                             const T* /*zo*/) {
     T pre = gx[j] + gh[j];
     h[j] = Relu ? relu_act(pre) : tanh_act(pre);
   }
@@ -206,12 +220,72 @@ struct RNNCell : CellDefaults {
   // For RNN `saved` points at the token's output row h_t.
   C10_HOST_DEVICE static inline void backward(int64_t j, int64_t /*H*/, const T* h_out,
                                               const T* /*h_prev*/, const T* /*c_prev*/,
-                                              T* dh, T* /*dc*/, T* dgx, T* /*dgh*/) {
+                                              T* dh, T* /*dc*/, T* dgx, T* /*dgh*/,
+                                              const T* /*zo*/) {
     T hy = h_out[j];
     // relu: torch's threshold_backward (out <= 0 ? 0 : grad), so a NaN output passes grad.
     T d = Relu ? (hy <= T(0) ? T(0) : dh[j]) : dh[j] * (T(1) - hy * hy);
     dgx[j] = d;
     dh[j] = T(0);
+  }
+};
+
+// Zoneout (Krueger et al. 2016) around any cell: per token and hidden unit a keep weight
+// z_h (z_c for the cell state), h_t = z_h*h_{t-1} + (1-z_h)*h~_t and
+// c_t = z_c*c_{t-1} + (1-z_c)*c~_t, where h~_t, c~_t are the cell's own update. The
+// weights come from `zo`, the token's row of the op's zoneout tensor [N, K*H] (h block,
+// then c block): Bernoulli(p) draws in training, p at eval (fastrnn/functional.py).
+// The output row is h_t, so saved gets what the inner backward read from it:
+//   a cell state: one more slot, c_t (after zoneout), which the next token's backward
+//     reads as c_{t-1} (kCellStateSlot); the inner LSTM backward keeps reading c~_t
+//     (for tanh(c~_t)) from its own slot;
+//   no saved values (RNN, whose backward reads h~_t from "saved" = its output row): one
+//     slot, h~_t;
+//   GRU: nothing more (its backward reads h_{t-1}, the previous output: after zoneout).
+// Backward: dL/dh~_t = (1-z_h)*dL/dh_t into the inner backward, and z_h*dL/dh_t goes
+// straight to dL/dh_{t-1} (kKeepsHiddenGrad); the same for c.
+template <typename Cell>
+struct Zoneout : Cell {
+  static_assert(Cell::kZoneoutStates == 0, "zoneout of zoneout");
+  static_assert(!Cell::kRowReduction, "no zoneout for a cell with a row reduction yet");
+  static constexpr bool kSavesOutput = Cell::kSaved == 0;  // slot 0: h~_t
+  static_assert(!(kSavesOutput && Cell::kHasCell), "a cell state and nothing saved");
+  static constexpr int kSaved = Cell::kSaved + (Cell::kHasCell || kSavesOutput ? 1 : 0);
+  static constexpr int kCellStateSlot = Cell::kHasCell ? Cell::kSaved : 0;
+  static constexpr bool kKeepsHiddenGrad = true;
+  static constexpr int kZoneoutStates = Cell::kHasCell ? 2 : 1;
+
+  template <typename T>
+  C10_HOST_DEVICE static inline void forward(int64_t j, int64_t H, const T* gx, const T* gh,
+                                             T* h, T* c, T* saved, const T* zo) {
+    const T h_prev = h[j];
+    const T c_prev = Cell::kHasCell ? c[j] : T(0);
+    Cell::forward(j, H, gx, gh, h, c, saved, zo);
+    const T zh = zo[j], h_new = h[j];
+    if (kSavesOutput) saved[j] = h_new;
+    h[j] = zh * h_prev + (T(1) - zh) * h_new;
+    if (Cell::kHasCell) {
+      const T zc = zo[H + j];
+      const T cy = zc * c_prev + (T(1) - zc) * c[j];
+      c[j] = cy;
+      saved[kCellStateSlot * H + j] = cy;
+    }
+  }
+
+  template <typename T>
+  C10_HOST_DEVICE static inline void backward(int64_t j, int64_t H, const T* saved,
+                                              const T* h_prev, const T* c_prev, T* dh, T* dc,
+                                              T* dgx, T* dgh, const T* zo) {
+    const T zh = zo[j], dh_in = dh[j];
+    dh[j] = (T(1) - zh) * dh_in;
+    T zc = T(0), dc_in = T(0);
+    if (Cell::kHasCell) {
+      zc = zo[H + j], dc_in = dc[j];
+      dc[j] = (T(1) - zc) * dc_in;
+    }
+    Cell::backward(j, H, saved, h_prev, c_prev, dh, dc, dgx, dgh, zo);
+    dh[j] += zh * dh_in;
+    if (Cell::kHasCell) dc[j] += zc * dc_in;
   }
 };
 
@@ -382,6 +456,7 @@ struct LayerNormGRUCell : CellDefaults {
   static constexpr int kSaved = 6;  // r z n, then the normalised W_hh h (3 blocks)
   static constexpr int kStats = 1;  // rstd of W_hh h
   static constexpr bool kSeparateHiddenGrad = true;
+  static constexpr bool kKeepsHiddenGrad = true;
   static constexpr bool kRowReduction = true;
 
   C10_HOST_DEVICE static inline void forward_row(int64_t H, const LayerNormParams<T>& p,

@@ -20,13 +20,15 @@ CellKind cell_kind(const std::string& name, const char* what) {
 
 namespace {
 
-// "name:gates:saved:has_cell" per cell, joined by ';', e.g. "lstm:4:5:1;gru:3:4:0;...".
+// "name:gates:saved:has_cell:zoneout_saved" per cell, joined by ';', e.g.
+// "lstm:4:5:1:6;gru:3:4:0:4;..." (zoneout_saved: the saved values of Zoneout<Cell>).
 std::string cell_table() {
   std::string table;
   for (int i = 0; i < kCellCount; ++i) {
     const CellInfo c = cell_info(static_cast<CellKind>(i));
     table += std::string(i ? ";" : "") + c.name + ":" + std::to_string(c.gates) + ":" +
-             std::to_string(c.saved) + ":" + (c.has_cell ? "1" : "0");
+             std::to_string(c.saved) + ":" + (c.has_cell ? "1" : "0") + ":" +
+             std::to_string(cell_info(static_cast<CellKind>(i), true).saved);
   }
   return table;
 }

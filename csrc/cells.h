@@ -27,6 +27,15 @@ auto with_cell(CellKind kind, const F& fn) {
   }
 }
 
+// The same with zoneout (an op given a zoneout tensor): fn(Zoneout<Cell>()) then, a type
+// of its own, so that the loops of plain cells stay as they are.
+template <typename T, typename F>
+auto with_cell(CellKind kind, bool zoneout, const F& fn) {
+  return with_cell<T>(kind, [&](auto cell) {
+    return zoneout ? fn(Zoneout<decltype(cell)>()) : fn(cell);
+  });
+}
+
 // A cell's traits at run time (see cell_math.h for their meaning).
 struct CellInfo {
   const char* name;
@@ -34,12 +43,16 @@ struct CellInfo {
   bool has_cell, separate_hidden_grad;
 };
 
-inline CellInfo cell_info(CellKind kind) {
-  return with_cell<float>(kind, [](auto cell) {
-    using Cell = decltype(cell);
-    return CellInfo{Cell::kName, Cell::kGates, Cell::kSaved, Cell::kHasCell,
-                    Cell::kSeparateHiddenGrad};
-  });
+template <typename Cell>
+CellInfo cell_info_of() {
+  return CellInfo{Cell::kName, Cell::kGates, Cell::kSaved, Cell::kHasCell,
+                  Cell::kSeparateHiddenGrad};
+}
+
+// `zoneout`: of Zoneout<Cell> (more saved values per unit, cell_math.h).
+inline CellInfo cell_info(CellKind kind, bool zoneout = false) {
+  return with_cell<float>(kind, zoneout,
+                          [](auto cell) { return cell_info_of<decltype(cell)>(); });
 }
 
 inline const char* cell_name(CellKind kind) { return cell_info(kind).name; }

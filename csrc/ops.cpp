@@ -6,11 +6,14 @@
 // Each op runs one layer in one direction of a packed sequence (docs/ops.md); c0, c_n,
 // grad_c_n and grad_c0 only for a cell with a cell state (LSTM):
 //   <cell>_forward(input_proj, batch_sizes, weight_hh, bias_hh?, h0, [c0,] reverse,
-//                  keep_workspace=True) -> (output, h_n, [c_n,] workspace)
+//                  keep_workspace=True, zoneout?=None) -> (output, h_n, [c_n,] workspace)
 //   (keep_workspace=False: no backward will follow; the workspace comes back empty)
 //   <cell>_backward(grad_output, grad_h_n, [grad_c_n,] batch_sizes, weight_hh, h0, [c0,]
-//                   output, workspace, reverse)
+//                   output, workspace, reverse, zoneout?=None)
 //       -> (grad_input_proj, grad_weight_hh, grad_bias_hh, grad_h0, [grad_c0])
+//   zoneout: the keep weights of zoneout per token and unit, [total_tokens, K*hidden_size]
+//   (K = 2 with a cell state: the h block, then the c block), or None (no zoneout); the
+//   backward op takes the forward's.
 // Autograd and fake (meta) implementations are registered in fastrnn/ops.py.
 #include <Python.h>
 #include <ATen/ATen.h>
@@ -65,12 +68,25 @@ int64_t check_weight_hh(CellKind kind, const at::Tensor& weight_hh) {
   return H;
 }
 
+// zoneout (if given): [tokens, K*H] like weight_hh, K = 2 with a cell state, else 1.
+void check_zoneout(CellKind kind, const c10::optional<at::Tensor>& zoneout,
+                   const at::Tensor& weight_hh, int64_t tokens, int64_t H) {
+  if (!zoneout.has_value()) return;
+  check_defined({{&*zoneout, "zoneout"}});
+  check_like(*zoneout, "zoneout", weight_hh);
+  const int64_t K = cell_info(kind).has_cell ? 2 : 1;
+  TORCH_CHECK(zoneout->dim() == 2 && zoneout->size(0) == tokens && zoneout->size(1) == K * H,
+              "fastrnn: zoneout must have shape [total_tokens=", tokens, ", ", K * H, "] (",
+              K == 2 ? "the h then the c keep weights" : "the h keep weights",
+              " of every token: ", K, " * hidden_size ", H, "), got ", zoneout->sizes());
+}
+
 // Argument checks of the forward ops; `c0` only for a cell with a cell state. Returns the
 // steps.
 PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
                                const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
                                const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                               const at::Tensor* c0) {
+                               const at::Tensor* c0, const c10::optional<at::Tensor>& zoneout) {
   check_defined({{&input_proj, "input_proj"}, {&batch_sizes, "batch_sizes"},
                  {&weight_hh, "weight_hh"}, {&h0, "h0"}});
   if (c0) check_defined({{c0, "c0"}});
@@ -92,6 +108,7 @@ PackedSteps check_forward_args(CellKind kind, const at::Tensor& input_proj,
     check_like(*c0, "c0", weight_hh);
     check_shape(*c0, "c0", {batch, H}, "the shape of h0: batch, hidden_size");
   }
+  check_zoneout(kind, zoneout, weight_hh, input_proj.size(0), H);
   return read_batch_sizes(batch_sizes, batch, input_proj.size(0), "input_proj");
 }
 
@@ -100,7 +117,8 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
                                 const at::Tensor& grad_h_n, const at::Tensor* grad_c_n,
                                 const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
                                 const at::Tensor& h0, const at::Tensor* c0,
-                                const at::Tensor& output, const at::Tensor& workspace) {
+                                const at::Tensor& output, const at::Tensor& workspace,
+                                const c10::optional<at::Tensor>& zoneout) {
   check_defined({{&grad_output, "grad_output"}, {&grad_h_n, "grad_h_n"},
                  {&batch_sizes, "batch_sizes"}, {&weight_hh, "weight_hh"}, {&h0, "h0"},
                  {&output, "output"}, {&workspace, "workspace"}});
@@ -125,11 +143,14 @@ PackedSteps check_backward_args(CellKind kind, const at::Tensor& grad_output,
     check_like(*grad_c_n, "grad_c_n", weight_hh);
     check_shape(*grad_c_n, "grad_c_n", {batch, H}, "the shape of h0");
   }
-  const int64_t S = cell_info(kind).saved;
+  check_zoneout(kind, zoneout, weight_hh, N, H);
+  const int64_t S = cell_info(kind, zoneout.has_value()).saved;
   TORCH_CHECK(workspace.device() == weight_hh.device(), "fastrnn: workspace must be on ",
               weight_hh.device());
   if (S > 0) {
-    check_shape(workspace, "workspace", {N, S * H}, "as returned by the forward op");
+    check_shape(workspace, "workspace", {N, S * H},
+                zoneout.has_value() ? "as returned by the forward op with zoneout"
+                                    : "as returned by the forward op");
     const auto ws_dtype = compute_dtype(weight_hh.scalar_type());
     TORCH_CHECK(workspace.scalar_type() == ws_dtype, "fastrnn: workspace must have dtype ",
                 ws_dtype, " (as returned by the forward op), got ", workspace.scalar_type());
@@ -147,16 +168,24 @@ at::Tensor to_dtype(const at::Tensor& t, at::ScalarType dtype) {
   return t.defined() ? t.to(dtype) : t;
 }
 
+// The kernels' zoneout: contiguous in the compute dtype, undefined without.
+at::Tensor kernel_zoneout(const c10::optional<at::Tensor>& zoneout) {
+  return zoneout.has_value() ? to_compute_dtype(*zoneout).contiguous() : at::Tensor();
+}
+
 ForwardResult forward_op(CellKind kind, ForwardFn* kernel, const at::Tensor& input_proj,
                          const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
                          const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                         const at::Tensor* c0, bool reverse, bool keep_workspace) {
-  PackedSteps steps = check_forward_args(kind, input_proj, batch_sizes, weight_hh, bias_hh, h0, c0);
+                         const at::Tensor* c0, bool reverse, bool keep_workspace,
+                         const c10::optional<at::Tensor>& zoneout) {
+  PackedSteps steps =
+      check_forward_args(kind, input_proj, batch_sizes, weight_hh, bias_hh, h0, c0, zoneout);
   at::Tensor bias = opt_compute_dtype(bias_hh);
   ForwardResult r = kernel(
       kind, steps, to_compute_dtype(input_proj), weight_hh,
       bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt, to_compute_dtype(h0),
-      c0 ? to_compute_dtype(*c0) : at::Tensor(), reverse, keep_workspace);
+      c0 ? to_compute_dtype(*c0) : at::Tensor(), reverse, keep_workspace,
+      kernel_zoneout(zoneout));
   auto dtype = weight_hh.scalar_type();
   return {r.output.to(dtype), r.h_n.to(dtype), to_dtype(r.c_n, dtype), r.workspace};
 }
@@ -165,14 +194,15 @@ BackwardResult backward_op(CellKind kind, BackwardFn* kernel, const at::Tensor& 
                            const at::Tensor& grad_h_n, const at::Tensor* grad_c_n,
                            const at::Tensor& batch_sizes, const at::Tensor& weight_hh,
                            const at::Tensor& h0, const at::Tensor* c0, const at::Tensor& output,
-                           const at::Tensor& workspace, bool reverse) {
+                           const at::Tensor& workspace, bool reverse,
+                           const c10::optional<at::Tensor>& zoneout) {
   PackedSteps steps = check_backward_args(kind, grad_output, grad_h_n, grad_c_n, batch_sizes,
-                                          weight_hh, h0, c0, output, workspace);
+                                          weight_hh, h0, c0, output, workspace, zoneout);
   BackwardResult r = kernel(
       kind, steps, to_compute_dtype(grad_output), to_compute_dtype(grad_h_n),
       grad_c_n ? to_compute_dtype(*grad_c_n) : at::Tensor(), weight_hh,
       to_compute_dtype(h0), c0 ? to_compute_dtype(*c0) : at::Tensor(), to_compute_dtype(output),
-      workspace, reverse);
+      workspace, reverse, kernel_zoneout(zoneout));
   auto dtype = weight_hh.scalar_type();
   return {r.grad_input_proj.to(dtype), r.grad_weight_hh.to(dtype), r.grad_bias_hh.to(dtype),
           r.grad_h0.to(dtype), to_dtype(r.grad_c0, dtype)};
@@ -189,7 +219,8 @@ std::string forward_schema(const CellInfo& cell) {
   const std::string c_n = cell.has_cell ? "Tensor c_n, " : "";
   return std::string(cell.name) +
       "_forward(Tensor input_proj, Tensor batch_sizes, Tensor weight_hh, Tensor? bias_hh, "
-      "Tensor h0, " + c + "bool reverse, bool keep_workspace=True) -> (Tensor output, "
+      "Tensor h0, " + c + "bool reverse, bool keep_workspace=True, Tensor? zoneout=None) -> "
+      "(Tensor output, "
       "Tensor h_n, " + c_n + "Tensor workspace)";
 }
 
@@ -199,7 +230,8 @@ std::string backward_schema(const CellInfo& cell) {
   const std::string g_c0 = cell.has_cell ? ", Tensor grad_c0" : "";
   return std::string(cell.name) + "_backward(Tensor grad_output, Tensor grad_h_n, " + g_c +
       "Tensor batch_sizes, Tensor weight_hh, Tensor h0, " + c + "Tensor output, "
-      "Tensor workspace, bool reverse) -> (Tensor grad_input_proj, Tensor grad_weight_hh, "
+      "Tensor workspace, bool reverse, Tensor? zoneout=None) -> (Tensor grad_input_proj, "
+      "Tensor grad_weight_hh, "
       "Tensor grad_bias_hh, Tensor grad_h0" + g_c0 + ")";
 }
 
@@ -215,9 +247,10 @@ void register_kernels(torch::Library& m, ForwardFn* forward, BackwardFn* backwar
                                          const at::Tensor& batch_sizes,
                                          const at::Tensor& weight_hh, const OptTensor& bias_hh,
                                          const at::Tensor& h0, const at::Tensor& c0, bool reverse,
-                                         bool keep_workspace) -> Tensors4 {
+                                         bool keep_workspace,
+                                         const OptTensor& zoneout) -> Tensors4 {
         ForwardResult r = forward_op(kind, forward, input_proj, batch_sizes, weight_hh, bias_hh,
-                                     h0, &c0, reverse, keep_workspace);
+                                     h0, &c0, reverse, keep_workspace, zoneout);
         return {r.output, r.h_n, r.c_n, r.workspace};
       });
       m.impl(bwd.c_str(), [kind, backward](const at::Tensor& grad_output,
@@ -225,9 +258,11 @@ void register_kernels(torch::Library& m, ForwardFn* forward, BackwardFn* backwar
                                           const at::Tensor& batch_sizes,
                                           const at::Tensor& weight_hh, const at::Tensor& h0,
                                           const at::Tensor& c0, const at::Tensor& output,
-                                          const at::Tensor& workspace, bool reverse) -> Tensors5 {
+                                          const at::Tensor& workspace, bool reverse,
+                                          const OptTensor& zoneout) -> Tensors5 {
         BackwardResult r = backward_op(kind, backward, grad_output, grad_h_n, &grad_c_n,
-                                       batch_sizes, weight_hh, h0, &c0, output, workspace, reverse);
+                                       batch_sizes, weight_hh, h0, &c0, output, workspace, reverse,
+                                       zoneout);
         return {r.grad_input_proj, r.grad_weight_hh, r.grad_bias_hh, r.grad_h0, r.grad_c0};
       });
     } else {
@@ -235,9 +270,10 @@ void register_kernels(torch::Library& m, ForwardFn* forward, BackwardFn* backwar
                                          const at::Tensor& batch_sizes,
                                          const at::Tensor& weight_hh, const OptTensor& bias_hh,
                                          const at::Tensor& h0, bool reverse,
-                                         bool keep_workspace) -> Tensors3 {
+                                         bool keep_workspace,
+                                         const OptTensor& zoneout) -> Tensors3 {
         ForwardResult r = forward_op(kind, forward, input_proj, batch_sizes, weight_hh, bias_hh,
-                                     h0, nullptr, reverse, keep_workspace);
+                                     h0, nullptr, reverse, keep_workspace, zoneout);
         return {r.output, r.h_n, r.workspace};
       });
       m.impl(bwd.c_str(), [kind, backward](const at::Tensor& grad_output,
@@ -245,10 +281,10 @@ void register_kernels(torch::Library& m, ForwardFn* forward, BackwardFn* backwar
                                           const at::Tensor& batch_sizes,
                                           const at::Tensor& weight_hh, const at::Tensor& h0,
                                           const at::Tensor& output, const at::Tensor& workspace,
-                                          bool reverse) -> Tensors4 {
+                                          bool reverse, const OptTensor& zoneout) -> Tensors4 {
         BackwardResult r = backward_op(kind, backward, grad_output, grad_h_n, nullptr,
                                        batch_sizes, weight_hh, h0, nullptr, output, workspace,
-                                       reverse);
+                                       reverse, zoneout);
         return {r.grad_input_proj, r.grad_weight_hh, r.grad_bias_hh, r.grad_h0};
       });
     }

@@ -40,13 +40,12 @@ PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64
   return out;
 }
 
-ForwardBuffers::ForwardBuffers(CellKind kind, const at::Tensor& input_proj,
+ForwardBuffers::ForwardBuffers(const CellInfo& cell, const at::Tensor& input_proj,
                                const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
                                const at::Tensor& c0, bool keep_workspace_, bool fresh_state)
     : keep_workspace(keep_workspace_),
       gx(input_proj.contiguous()),
       bias(bias_hh.has_value() ? bias_hh->contiguous() : at::Tensor()) {
-  const CellInfo cell = cell_info(kind);
   auto state = [&](const at::Tensor& s) {
     return fresh_state ? at::empty(s.sizes(), s.options()) : s.contiguous().clone();
   };

@@ -47,14 +47,21 @@ inline at::Tensor to_compute_dtype(const at::Tensor& t) {
 // Calls fn(T(), Cell()) for the compute dtype (float or double) and the cell kind:
 // the one place where the runtime dtype becomes a template argument (with_cell,
 // cells.h, does the cell).
+// `zoneout`: the cell is Zoneout<Cell> (cell_math.h; the op was given a zoneout tensor).
 template <typename F>
-auto with_types(CellKind kind, at::ScalarType dtype, const F& fn) {
+auto with_types(CellKind kind, bool zoneout, at::ScalarType dtype, const F& fn) {
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
               "fastrnn: internal error, the kernels compute in float or double, got ", dtype);
   auto run = [&](auto type_tag) {
-    return with_cell<decltype(type_tag)>(kind, [&](auto cell) { return fn(type_tag, cell); });
+    return with_cell<decltype(type_tag)>(kind, zoneout,
+                                         [&](auto cell) { return fn(type_tag, cell); });
   };
   return dtype == at::kDouble ? run(double()) : run(float());
+}
+
+template <typename F>
+auto with_types(CellKind kind, at::ScalarType dtype, const F& fn) {
+  return with_types(kind, false, dtype, fn);
 }
 
 // Results of one forward pass; c_n is undefined unless LSTM.
@@ -72,8 +79,9 @@ struct ForwardResult {
 // `fresh_state` (the persistent CUDA kernels, which read h0/c0 and write h_n/c_n
 // themselves): h and c are left uninitialised instead of copies of h0/c0, and gh is left
 // undefined.
+// The loops pass their cell's traits (cell_info_of<Cell>(): S counts zoneout's slots).
 struct ForwardBuffers {
-  ForwardBuffers(CellKind kind, const at::Tensor& input_proj,
+  ForwardBuffers(const CellInfo& cell, const at::Tensor& input_proj,
                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
                  const at::Tensor& c0, bool keep_workspace, bool fresh_state = false);
   ForwardResult result() const;
@@ -120,16 +128,19 @@ struct BackwardBuffers {
 // weights in shared memory as they are (twice the hidden units fit), the other paths
 // convert it (to_compute_dtype).
 // keep_workspace false: no backward will follow, the workspace returned is empty.
+// zoneout: undefined, or the keep weights [N, K*H] (contiguous, compute dtype): the
+// kernels then run Zoneout<Cell> (cell_math.h), with its wider workspace.
 using ForwardFn = ForwardResult(CellKind kind, const PackedSteps& steps,
                                 const at::Tensor& input_proj, const at::Tensor& weight_hh,
                                 const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                                const at::Tensor& c0, bool reverse, bool keep_workspace);
+                                const at::Tensor& c0, bool reverse, bool keep_workspace,
+                                const at::Tensor& zoneout);
 using BackwardFn = BackwardResult(CellKind kind, const PackedSteps& steps,
                                   const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                                   const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
                                   const at::Tensor& h0, const at::Tensor& c0,
                                   const at::Tensor& output, const at::Tensor& workspace,
-                                  bool reverse);
+                                  bool reverse, const at::Tensor& zoneout);
 
 // Registers <cell>_forward and <cell>_backward of every cell for the dispatch key of `m`
 // (TORCH_LIBRARY_IMPL in each device's source) with that device's kernels, behind the

@@ -65,19 +65,32 @@ def _projected_lstm(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor],
     return m.matmul(weight_hr.t()), m_n.matmul(weight_hr.t()), c_n
 
 
+def zoneout_mask(p: float, training: bool, tokens: int, width: int, like: Tensor) -> Tensor:
+    """The keep weights of zoneout for one layer and direction, ``[tokens, width]`` in the
+    dtype and on the device of ``like`` (weight_hh): Bernoulli(p) draws from torch's
+    generator in training (1: the unit keeps its previous state), p (their expectation) at
+    eval."""
+    if training:
+        return torch.bernoulli(torch.full((tokens, width), p, dtype=like.dtype, device=like.device))
+    return torch.full((tokens, width), p, dtype=like.dtype, device=like.device)
+
+
 def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[Optional[Tensor]],
-               h0: Tensor, c0: Optional[Tensor], reverse: bool, plain: bool):
+               h0: Tensor, c0: Optional[Tensor], reverse: bool, plain: bool,
+               zoneout: Optional[Tensor] = None):
     weight_ih, weight_hh, bias_ih, bias_hh, weight_hr = weights
     # recurrence(input_proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, recompute)
+    # (zoneout: the keep weights, or None)
     if plain:
         def recurrence(*args):
-            return reference.direction(cell, *args[:-1])
+            return reference.direction(cell, *args[:-1], zoneout)
     elif ops.CELLS[cell][2]:  # has a cell state: the op returns it
-        recurrence = getattr(ops, cell)
+        def recurrence(*args):
+            return getattr(ops, cell)(*args, zoneout)
     else:
         def recurrence(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, recompute):
             return (*getattr(ops, cell)(proj, batch_sizes, weight_hh, bias_hh, h0, reverse,
-                                        recompute), None)
+                                        recompute, zoneout), None)
     if weight_hr is not None:
         return _projected_lstm(data, weight_ih, bias_ih, batch_sizes, weight_hh, bias_hh,
                                weight_hr, h0, c0, reverse, recurrence)
@@ -99,6 +112,7 @@ def rnn_stack(
     training: bool,
     bidirectional: bool,
     proj_size: int = 0,
+    zoneout: float = 0.0,
 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """A stack of recurrent layers over packed data.
 
@@ -106,36 +120,32 @@ def rnn_stack(
     when given) in the sorted batch order of the PackedSequence; ``flat_weights`` are in
     torch.nn's order (``weight_ih, weight_hh[, bias_ih, bias_hh][, weight_hr]`` per layer
     and direction). Returns ``(output_data, h_n, c_n)``; ``c_n`` is None unless LSTM.
+    ``zoneout`` > 0: zoneout with probability p on the states of every layer and direction,
+    one fresh mask each per call in training (zoneout_mask), p itself at eval.
     """
     cell = MODE_TO_CELL[mode]
-    num_directions = 2 if bidirectional else 1
+    if zoneout > 0 and proj_size > 0:
+        raise ValueError("fastrnn: zoneout with proj_size > 0 is not supported (the projected "
+                         "LSTM's recurrence runs over m = o * tanh(c), not over h)")
     per_direction = (4 if has_bias else 2) + (1 if proj_size > 0 else 0)
-    layer_input = data
-    h_n, c_n = [], []
+    has_cell = ops.CELLS[cell][2]
     plain = _plain_ops_needed()
-    for layer in range(num_layers):
-        outputs = []
-        for direction in range(num_directions):
-            index = layer * num_directions + direction
-            weights = list(flat_weights[index * per_direction:(index + 1) * per_direction])
-            weight_hr = weights.pop() if proj_size > 0 else None
-            if not has_bias:
-                weights += [None, None]
-            weights.append(weight_hr)
-            output, h, c = _direction(cell, layer_input, batch_sizes, weights, h0[index],
-                                      None if c0 is None else c0[index], direction == 1, plain)
-            outputs.append(output)
-            h_n.append(h)
-            c_n.append(c)
-        layer_input = outputs[0] if num_directions == 1 else torch.cat(outputs, dim=1)
-        if dropout > 0 and training and layer < num_layers - 1:
-            layer_input = F.dropout(layer_input, p=dropout, training=True)
-    if num_directions == 1 and (layer_input.requires_grad or torch.jit.is_tracing()):
-        # The op saved this very tensor for backward; torch.nn returns a fresh one that
-        # callers may change in place (out += residual, relu_), so they get a copy (always
-        # in a trace, whose graph must not depend on the grad mode it was traced in).
-        layer_input = layer_input.clone()
-    return layer_input, _stack(h_n), (_stack(c_n) if ops.CELLS[cell][2] else None)
+
+    def direction(index, layer_input, reverse):
+        weights = list(flat_weights[index * per_direction:(index + 1) * per_direction])
+        weight_hr = weights.pop() if proj_size > 0 else None
+        if not has_bias:
+            weights += [None, None]
+        weights.append(weight_hr)
+        mask = None
+        if zoneout > 0:
+            states = 2 if has_cell else 1
+            mask = zoneout_mask(zoneout, training, data.shape[0], states * weights[1].shape[1],
+                                weights[1])
+        return _direction(cell, layer_input, batch_sizes, weights, h0[index],
+                          None if c0 is None else c0[index], reverse, plain, mask)
+
+    return stack_layers(direction, data, num_layers, bidirectional, dropout, training, has_cell)
 
 
 def _stack(states: List[Tensor]) -> Tensor:

@@ -71,7 +71,8 @@ class _LayerNormBase(_FusedRNNBase, nn.RNNBase):
         return 2 + norms * (2 if self.bias else 1)
 
     def _stack(self, mode, data, batch_sizes, h0, c0, weights, has_bias, num_layers, dropout,
-               training, bidirectional, proj_size=0):
+               training, bidirectional, proj_size=0, zoneout=0.0):
+        # proj_size and zoneout are always 0: the constructor takes neither.
         return layer_norm_stack(_MODE_TO_CELL[mode], data, batch_sizes, h0, c0, weights,
                                 has_bias, num_layers, dropout, training, bidirectional)
 

@@ -28,22 +28,36 @@ class _FusedRNNBase(nn.RNNBase):
     # DropConnect on the recurrent weights (AWD-LSTM's weight drop), beyond torch.nn. A class
     # default too: modules made by convert() or unpickled from before the option have none.
     weight_drop = 0.0
+    # Zoneout (Krueger et al. 2016) on the recurrent states, beyond torch.nn: each unit keeps
+    # its previous state with probability p in training, and mixes in p of it at eval. A
+    # class default for the same reason as weight_drop.
+    zoneout = 0.0
 
-    def __init__(self, *args, weight_drop: float = 0.0, **kwargs):
+    def __init__(self, *args, weight_drop: float = 0.0, zoneout: float = 0.0, **kwargs):
         if isinstance(weight_drop, bool) or not isinstance(weight_drop, (int, float)) \
                 or not 0 <= weight_drop < 1:
             raise ValueError("weight_drop should be a number in range [0, 1) representing the "
                              f"probability of dropping an element of weight_hh, but got "
                              f"{weight_drop!r}")
+        if isinstance(zoneout, bool) or not isinstance(zoneout, (int, float)) \
+                or not 0 <= zoneout < 1:
+            raise ValueError("zoneout should be a number in range [0, 1) representing the "
+                             "probability that a hidden unit keeps its previous state, but got "
+                             f"{zoneout!r}")
         super().__init__(*args, **kwargs)
+        if zoneout and self.proj_size > 0:
+            raise ValueError("fastrnn: zoneout with proj_size > 0 is not supported (the "
+                             "projected LSTM's recurrence runs over m = o * tanh(c), not h)")
         self.weight_drop = float(weight_drop)
+        self.zoneout = float(zoneout)
 
     def _get_name(self) -> str:
         return f"fastrnn.{type(self).__name__}"
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
-        return text + (f", weight_drop={self.weight_drop}" if self.weight_drop else "")
+        text += f", weight_drop={self.weight_drop}" if self.weight_drop else ""
+        return text + (f", zoneout={self.zoneout}" if self.zoneout else "")
 
     def _weights(self):
         """The flat weights this forward uses: in training with weight_drop, each weight_hh
@@ -205,6 +219,7 @@ class _FusedRNNBase(nn.RNNBase):
             output, h_n, c_n = self._stack(
                 self.mode, data, batch_sizes, h0, c0, weights, self.bias,
                 self.num_layers, self.dropout, self.training, self.bidirectional, self.proj_size,
+                self.zoneout,
             )
         if padded_shape is not None:
             output = output.view(*padded_shape, output.shape[-1])
@@ -218,6 +233,9 @@ class _FusedRNNBase(nn.RNNBase):
         if self.weight_drop:
             raise RuntimeError("fastrnn: torch.jit.script of a module with weight_drop is not "
                                "supported (torch.nn has no weight drop to script instead)")
+        if self.zoneout:
+            raise RuntimeError("fastrnn: torch.jit.script of a module with zoneout is not "
+                               "supported (torch.nn has no zoneout to script instead)")
         if torch.nn.utils.parametrize.is_parametrized(self):
             raise RuntimeError("fastrnn: torch.jit.script of a parametrized fastrnn module is "
                                "not supported; script fastrnn.to_torch(model) instead")
@@ -299,7 +317,7 @@ class LSTM(_FusedRNNBase, nn.LSTM):
         return (hidden[0], hidden[1])
 
     def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
-        if self.weight_drop and self.training:
+        if (self.weight_drop and self.training) or self.zoneout:  # zoneout: at eval too
             return False
         return _compat.torch_lstm_is_faster(self, input, batch_sizes, hx)
 

@@ -9,8 +9,12 @@ PackedSequence (a CPU int64 tensor; a padded batch of B rows and T steps is
 live; ``reverse=True`` runs the steps from last to first, each row starting
 from ``h0`` at its own last token.
 
-The C++ kernels are registered as ``torch.ops.fastrnn.<cell>_forward`` (whose last
-argument ``keep_workspace`` says whether to keep what backward needs) and
+``zoneout`` (optional, not differentiable) holds the zoneout keep weights of every token
+and hidden unit, ``[total_tokens, K*H]`` (K = 2 for LSTM: the h block, then the c block;
+else 1): ``h_t = z*h_{t-1} + (1-z)*h~_t`` (docs/ops.md).
+
+The C++ kernels are registered as ``torch.ops.fastrnn.<cell>_forward`` (whose
+``keep_workspace`` says whether to keep what backward needs) and
 ``<cell>_backward``; this module gives them fake implementations (for
 ``torch.compile`` and ``torch.library.opcheck``) and autograd formulas, as in
 pytorch/extension-cpp.
@@ -27,6 +31,7 @@ from torch import Tensor
 from ._extension import _C  # noqa: F401  (loads the library: registers torch.ops.fastrnn.*)
 from . import _compat, reference
 from .cells import CELLS  # cell -> (gates G, saved values per unit, has a cell state c)
+from .cells import ZONEOUT_SAVED  # cell -> saved values per unit with zoneout
 
 __all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "Recompute", "CELLS"]
 
@@ -49,8 +54,10 @@ def _eager() -> bool:
                 or _compat.functorch_transform_active())
 
 
-def _call(cell: str, args: tuple, recompute: Optional[Recompute]) -> tuple:
-    """Runs ``<cell>_forward`` on ``args`` (its schema's arguments up to ``reverse``).
+def _call(cell: str, args: tuple, recompute: Optional[Recompute],
+          zoneout: Optional[Tensor] = None) -> tuple:
+    """Runs ``<cell>_forward`` on ``args`` (its schema's arguments up to ``reverse``) and
+    ``zoneout``.
 
     In eager mode the op's torch.library autograd (Python that flattens arguments and
     redispatches through the dispatcher, ~35 us a call forward and as much backward) is
@@ -62,11 +69,11 @@ def _call(cell: str, args: tuple, recompute: Optional[Recompute]) -> tuple:
     op = _FORWARD_OPS[cell]
     keep = _backward_may_follow(*args[:-1])
     if not _eager():
-        return op(*args, keep)
+        return op(*args, keep, zoneout)
     if keep:
-        return _AUTOGRAD[cell].apply(*args, keep, recompute)
+        return _AUTOGRAD[cell].apply(*args, keep, zoneout, recompute)
     with _compat.below_autograd():
-        return op(*args, keep)
+        return op(*args, keep, zoneout)
 
 
 def lstm(
@@ -78,12 +85,14 @@ def lstm(
     c0: Tensor,
     reverse: bool = False,
     recompute: Optional[Recompute] = None,
+    zoneout: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """LSTM recurrence over a packed sequence. Returns ``(output, h_n, c_n)``;
     ``output`` is ``[total_tokens, H]`` in the packed layout of ``input_proj``.
-    ``recompute`` says how ``input_proj`` was made, for double backward (Recompute)."""
+    ``recompute`` says how ``input_proj`` was made, for double backward (Recompute).
+    ``zoneout``: the keep weights ``[total_tokens, 2*H]`` (h block, then c block), or None."""
     output, h_n, c_n, _ = _call("lstm", (input_proj, batch_sizes, weight_hh, bias_hh, h0, c0,
-                                         reverse), recompute)
+                                         reverse), recompute, zoneout)
     return output, h_n, c_n
 
 
@@ -96,16 +105,18 @@ def _no_cell_op(cell: str):
         h0: Tensor,
         reverse: bool = False,
         recompute: Optional[Recompute] = None,
+        zoneout: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Tensor]:
         output, h_n, _ = _call(cell, (input_proj, batch_sizes, weight_hh, bias_hh, h0, reverse),
-                               recompute)
+                               recompute, zoneout)
         return output, h_n
 
     run.__name__ = run.__qualname__ = cell
     run.__doc__ = (
         f"{cell} recurrence over a packed sequence. Returns ``(output, h_n)``; "
         "``output`` is ``[total_tokens, H]`` in the packed layout of ``input_proj``. "
-        "``recompute`` says how ``input_proj`` was made, for double backward (Recompute)."
+        "``recompute`` says how ``input_proj`` was made, for double backward (Recompute). "
+        "``zoneout``: the keep weights ``[total_tokens, H]``, or None."
     )
     return run
 
@@ -172,8 +183,9 @@ _BACKWARD_OPS = {cell: getattr(torch.ops.fastrnn, f"{cell}_backward").default fo
 # cell -> the autograd.Function of the eager path (_call), made by _register.
 _AUTOGRAD = {}
 
-# Tensors every forward op saves: batch_sizes, weight_hh, h0[, c0], output, workspace.
-_OWN_SAVED = {cell: 6 if has_cell else 5 for cell, (_, _, has_cell) in CELLS.items()}
+# Tensors every forward op saves: batch_sizes, weight_hh, h0[, c0], output, workspace,
+# zoneout (None without).
+_OWN_SAVED = {cell: 7 if has_cell else 6 for cell, (_, _, has_cell) in CELLS.items()}
 
 
 def _arguments(op, args: tuple) -> dict:
@@ -193,8 +205,9 @@ def _forward_fake(cell: str, *args):
     _check_batch_sizes(a["batch_sizes"], input_proj)
     # One meta tensor among real ones sends the call here: refuse mixed devices rather than
     # return uninitialised results.
+    zoneout = a["zoneout"]
     _check_same_device(weight_hh, input_proj=input_proj, bias_hh=a["bias_hh"], h0=h0,
-                       c0=a.get("c0"))
+                       c0=a.get("c0"), zoneout=zoneout)
     torch._check(
         weight_hh.dim() == 2 and weight_hh.shape[0] == gates * weight_hh.shape[1],
         lambda: f"fastrnn: weight_hh of {cell} must have shape [{gates}*hidden_size, "
@@ -206,6 +219,17 @@ def _forward_fake(cell: str, *args):
         lambda: f"fastrnn: input_proj must have shape [total_tokens, {gates * hidden}], "
         f"got {list(input_proj.shape)}",
     )
+    if zoneout is not None:
+        width = (2 if has_cell else 1) * hidden
+        torch._check(
+            zoneout.dim() == 2 and zoneout.shape[0] == tokens and zoneout.shape[1] == width,
+            lambda: f"fastrnn: zoneout must have shape [total_tokens={tokens}, {width}], got "
+            f"{list(zoneout.shape)}",
+        )
+        torch._check(zoneout.dtype == weight_hh.dtype,
+                     lambda: f"fastrnn: zoneout must have dtype {weight_hh.dtype} (that of "
+                     f"weight_hh), got {zoneout.dtype}")
+        saved = ZONEOUT_SAVED[cell]
     output = input_proj.new_empty((tokens, hidden))
     workspace = input_proj.new_empty(
         (tokens if saved and a["keep_workspace"] else 0, saved * hidden),
@@ -218,7 +242,7 @@ def _forward_fake(cell: str, *args):
 def _backward_fake(cell: str, *args):
     a = _arguments(_BACKWARD_OPS[cell], args)
     tensors = {name: value for name, value in a.items() if name != "reverse"}
-    _check_defined(**{k: v for k, v in tensors.items() if k != "batch_sizes"})
+    _check_defined(**{k: v for k, v in tensors.items() if k not in ("batch_sizes", "zoneout")})
     _check_batch_sizes(a["batch_sizes"], a["grad_output"])
     weight_hh, h0 = a["weight_hh"], a["h0"]
     del tensors["batch_sizes"], tensors["weight_hh"]
@@ -241,7 +265,7 @@ def _save_for_backward(cell: str, ctx, inputs: tuple, output: tuple,
     has_cell = CELLS[cell][2]
     input_proj, batch_sizes, weight_hh, bias_hh, h0 = inputs[:5]
     c0 = inputs[5] if has_cell else None
-    ctx.reverse, keep_workspace = inputs[6 if has_cell else 5:]
+    ctx.reverse, keep_workspace, zoneout = inputs[6 if has_cell else 5:]
     torch._check(keep_workspace, lambda: f"fastrnn: {cell}_forward with keep_workspace=False "
                  "cannot be differentiated (its inputs require grad): pass True")
     ctx.has_bias = bias_hh is not None
@@ -251,7 +275,7 @@ def _save_for_backward(cell: str, ctx, inputs: tuple, output: tuple,
     extra = () if recompute is None else (bias_hh, *recompute.args)
     out, workspace = output[0], output[-1]
     saved_states = (h0, c0) if has_cell else (h0,)
-    ctx.save_for_backward(batch_sizes, weight_hh, *saved_states, out, workspace, *extra)
+    ctx.save_for_backward(batch_sizes, weight_hh, *saved_states, out, workspace, zoneout, *extra)
 
 
 def _run_backward_op(cell: str, *args):
@@ -266,18 +290,19 @@ def _run_backward_op(cell: str, *args):
 
 def _backward(cell: str, ctx, *grads):
     """The op's autograd formula: gradients of (input_proj, batch_sizes, weight_hh, bias_hh,
-    h0[, c0], reverse, keep_workspace)."""
+    h0[, c0], reverse, keep_workspace, zoneout)."""
     if torch.is_grad_enabled() and ctx.recompute is not None:  # create_graph=True
         return _backward_by_recomputation(cell, ctx, grads)
-    batch_sizes, weight_hh, *states, out, workspace = ctx.saved_tensors[:_OWN_SAVED[cell]]
+    batch_sizes, weight_hh, *states, out, workspace, zoneout = \
+        ctx.saved_tensors[:_OWN_SAVED[cell]]
     grad_output = torch.zeros_like(out) if grads[0] is None else grads[0]
     state_grads = [torch.zeros_like(state) if grad is None else grad
                    for state, grad in zip(states, grads[1:])]
     results = _run_backward_op(
         cell, grad_output.contiguous(), *(g.contiguous() for g in state_grads), batch_sizes,
-        weight_hh, *states, out, workspace, ctx.reverse)
+        weight_hh, *states, out, workspace, ctx.reverse, zoneout)
     gi, gw, gb, *state_input_grads = results
-    return (gi, None, gw, gb if ctx.has_bias else None, *state_input_grads, None, None)
+    return (gi, None, gw, gb if ctx.has_bias else None, *state_input_grads, None, None, None)
 
 
 def _register(cell: str) -> None:
@@ -337,14 +362,14 @@ def _backward_by_recomputation(cell: str, ctx, grads):
     create_graph=True. Exact, but as slow as torch.nn's unfused packed path."""
     has_cell = CELLS[cell][2]
     saved = ctx.saved_tensors
-    batch_sizes, weight_hh, *states, _, _ = saved[:_OWN_SAVED[cell]]
+    batch_sizes, weight_hh, *states, _, _, zoneout = saved[:_OWN_SAVED[cell]]
     bias_hh, *recompute_args = saved[_OWN_SAVED[cell]:]
     h0, c0 = states[0], (states[1] if has_cell else None)
     device = weight_hh.device.type
     with torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext():
         proj = ctx.recompute(*recompute_args)
         results = reference.direction(cell, proj, batch_sizes, weight_hh, bias_hh, h0, c0,
-                                      ctx.reverse)
+                                      ctx.reverse, zoneout)
     # The op's differentiable inputs, in the order of its schema after batch_sizes.
     inputs = [proj, weight_hh, bias_hh, h0] + ([c0] if has_cell else [])
     needs = [ctx.needs_input_grad[0]] + list(ctx.needs_input_grad[2:len(inputs) + 1])
@@ -356,7 +381,7 @@ def _backward_by_recomputation(cell: str, ctx, grads):
                                   [g for _, g in pairs], create_graph=True, allow_unused=True)
         for i, g in zip(wanted, got):
             found[i] = g
-    return (found[0], None, *found[1:], None, None)
+    return (found[0], None, *found[1:], None, None, None)
 
 
 for _cell in CELLS:

@@ -15,6 +15,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def _zoneout_step(cell: str, gx: Tensor, h: Tensor, c: Optional[Tensor], weight_hh: Tensor,
+                  bias_hh: Optional[Tensor], z: Optional[Tensor]
+                  ) -> Tuple[Tensor, Optional[Tensor]]:
+    """One step with zoneout's keep weights ``z`` (the step's rows of the op's zoneout: the
+    h block, then for LSTM the c block): h = z_h*h_prev + (1-z_h)*h~, c likewise."""
+    h_new, c_new = _cell_step(cell, gx, h, c, weight_hh, bias_hh)
+    if z is None:
+        return h_new, c_new
+    hidden = h.shape[1]
+    z_h = z[:, :hidden]
+    h_new = z_h * h + (1 - z_h) * h_new
+    if c is not None:
+        z_c = z[:, hidden:]
+        c_new = z_c * c + (1 - z_c) * c_new
+    return h_new, c_new
+
+
 def _cell_step(cell: str, gx: Tensor, h: Tensor, c: Optional[Tensor], weight_hh: Tensor,
                bias_hh: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
     gh = h.matmul(weight_hh.t())
@@ -37,10 +54,11 @@ def _cell_step(cell: str, gx: Tensor, h: Tensor, c: Optional[Tensor], weight_hh:
 
 
 def direction(cell: str, input_proj: Tensor, batch_sizes: Tensor, weight_hh: Tensor,
-              bias_hh: Optional[Tensor], h0: Tensor, c0: Optional[Tensor], reverse: bool
-              ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+              bias_hh: Optional[Tensor], h0: Tensor, c0: Optional[Tensor], reverse: bool,
+              zoneout: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """What ``torch.ops.fastrnn.<cell>_forward`` computes: ``(output, h_n, c_n)``,
-    ``c_n`` None unless LSTM. Rows that are not live at a step keep their state."""
+    ``c_n`` None unless LSTM. Rows that are not live at a step keep their state.
+    ``zoneout``: the op's keep weights ``[total_tokens, K*H]`` (not differentiated), or None."""
     sizes = batch_sizes.tolist()
     offsets = [0]
     for size in sizes:
@@ -50,8 +68,9 @@ def direction(cell: str, input_proj: Tensor, batch_sizes: Tensor, weight_hh: Ten
     for t in (reversed(range(len(sizes))) if reverse else range(len(sizes))):
         live = sizes[t]
         gx = input_proj[offsets[t]:offsets[t + 1]]
-        h_live, c_live = _cell_step(cell, gx, h[:live], None if c is None else c[:live],
-                                    weight_hh, bias_hh)
+        z = None if zoneout is None else zoneout[offsets[t]:offsets[t + 1]].detach()
+        h_live, c_live = _zoneout_step(cell, gx, h[:live], None if c is None else c[:live],
+                                       weight_hh, bias_hh, z)
         outputs[t] = h_live
         h = torch.cat([h_live, h[live:]])
         if c is not None:

@@ -13,12 +13,16 @@ tests/test_fuzz_regressions.py as it is):
                 are sorted in decreasing order
     with_hx     give an initial state (requires grad) or not
     seed        for the weights and data
+    zoneout     (optional; proj_size 0) p of fastrnn's zoneout, which torch.nn lacks: the
+                module in training against itself on the plain-ops path (fastrnn/reference.py)
+                fed the very masks its fused forward drew
 """
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pack_sequence
 
 import fastrnn
 import figures
+from fastrnn import functional
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 TOL = {"float32": 1e-5, "float64": 1e-10}
@@ -93,14 +97,41 @@ def assert_close(got, want, tol, what):
     torch.testing.assert_close(got, want, rtol=tol, atol=tol * scale, msg=lambda m: f"{what}: {m}")
 
 
+def zoneout_forwards(module, inp, hx):
+    """(fused results, plain-ops results) of `module` (with zoneout, in training), the plain
+    forward fed the masks that the fused one drew."""
+    masks, draw = [], functional.zoneout_mask
+    plain_needed = functional._plain_ops_needed
+
+    def record(*args):
+        masks.append(draw(*args))
+        return masks[-1]
+
+    functional.zoneout_mask = record
+    try:
+        fused = flatten(module(inp, hx))
+        replay = iter(masks)
+        functional.zoneout_mask = lambda *args: next(replay)
+        functional._plain_ops_needed = lambda: True
+        plain = flatten(module(inp, hx))
+    finally:
+        functional.zoneout_mask, functional._plain_ops_needed = draw, plain_needed
+    return fused, plain
+
+
 def check_case(case):
     """Runs one case through both modules and compares outputs, states and every gradient."""
     gen = torch.Generator().manual_seed(case["seed"])
     ref, ours = make_modules(case)
     inp, x, batch = make_input(case, gen)
     hx, hx_leaves = make_hx(case, batch, gen)
-    want = flatten(ref(inp, hx))
-    got = flatten(ours(inp, hx))
+    if case.get("zoneout"):
+        ours.zoneout = case["zoneout"]
+        ref = ours  # compared with its plain-ops self, the same parameters
+        got, want = zoneout_forwards(ours, inp, hx)
+    else:
+        want = flatten(ref(inp, hx))
+        got = flatten(ours(inp, hx))
     tol = TOL[case["dtype"]]
     names = ["output", "h_n", "c_n"]
     for g, w, name in zip(got, want, names):
@@ -120,7 +151,8 @@ def check_case(case):
         assert (g is None) == (w is None), name
         if g is not None:
             assert_close(g, w, tol, f"grad of {name}")
-    figures.count("differential")
+    if not case.get("zoneout"):  # the figure counts comparisons with torch.nn
+        figures.count("differential")
 
 
 def check_second_order(case):

@@ -6,7 +6,8 @@ list of sequences, sorted or not, padded tensor, unbatched tensor), random lengt
 (batch of 1, all equal, ...) and whether an initial state is given; outputs, states and
 the gradients of the input, the initial state and every parameter must match torch.nn
 (see fuzz_cases.check_case); a smaller run checks second derivatives (double backward) the
-same way. The default "ci" profile runs a fixed set of examples; see
+same way, and another fastrnn's zoneout against the plain-ops path fed the same masks. The
+default "ci" profile runs a fixed set of examples; see
 tests/conftest.py for the longer run. A failure shrinks to a minimal case dict: keep it
 in tests/test_fuzz_regressions.py.
 """
@@ -60,6 +61,14 @@ def test_fuzz_module_parity(case):
 def test_fuzz_double_backward_parity(case):
     # create_graph=True recomputes each layer in plain ops (fastrnn/reference.py)
     check_second_order(case)
+
+
+@settings(max_examples=40)
+@given(cases(), st.sampled_from([0.1, 0.5, 0.9]))
+def test_fuzz_zoneout_parity(case, p):
+    # fastrnn's zoneout (no torch.nn counterpart): the fused module against its plain-ops
+    # self fed the same masks (fuzz_cases.check_case)
+    check_case(dict(case, proj_size=0, zoneout=p))
 
 
 @st.composite

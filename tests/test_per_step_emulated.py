@@ -42,9 +42,10 @@ def emulated():
     return torch.ops.fastrnn_per_step_emulated
 
 
+@pytest.mark.parametrize("zoneout", [False, True], ids=["plain", "zoneout"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("cell", list(CELL_CODES))
-def test_per_step_path_matches_cpu_ops(emulated, cell, dtype):
+def test_per_step_path_matches_cpu_ops(emulated, cell, dtype, zoneout):
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
     gates, saved, has_cell = CELLS[cell]
     gen = torch.Generator().manual_seed(CELL_CODES[cell])
@@ -53,11 +54,19 @@ def test_per_step_path_matches_cpu_ops(emulated, cell, dtype):
             for reverse in (False, True):
                 with_bias = (case_index + reverse) % 2 == 0
                 check_one(emulated, cell, dtype, gates, saved, has_cell, H, batch_sizes,
-                          reverse, with_bias, gen, tol)
+                          reverse, with_bias, gen, tol, zoneout)
+
+
+def zoneout_mask(N, H, has_cell, dtype, gen):
+    """Keep weights of zoneout: 0/1 draws in one half of the tokens, any in [0, 1) in the
+    other (the ops take both: training masks and eval's p)."""
+    u = torch.rand(N, (2 if has_cell else 1) * H, generator=gen, dtype=torch.float64)
+    mask = torch.where(torch.arange(N).unsqueeze(1) % 2 == 0, (u < 0.5).double(), u)
+    return mask.to(dtype)
 
 
 def check_one(emulated, cell, dtype, gates, saved, has_cell, H, batch_sizes, reverse, with_bias,
-              gen, tol):
+              gen, tol, zoneout=False):
     bs = torch.tensor(batch_sizes, dtype=torch.int64)
     N, B, GH = int(bs.sum()), batch_sizes[0], gates * H
 
@@ -68,18 +77,20 @@ def check_one(emulated, cell, dtype, gates, saved, has_cell, H, batch_sizes, rev
     bias = rand(GH, scale=0.3) if with_bias else None
     c0 = rand(B, H) if has_cell else torch.empty(0, dtype=dtype)
     cell_args = [c0] if has_cell else []
-    where = f"{cell} H={H} batch_sizes={batch_sizes} reverse={reverse} bias={with_bias}"
+    mask = zoneout_mask(N, H, has_cell, dtype, gen) if zoneout else None
+    where = (f"{cell} H={H} batch_sizes={batch_sizes} reverse={reverse} bias={with_bias} "
+             f"zoneout={zoneout}")
 
     forward_op = getattr(torch.ops.fastrnn, f"{cell}_forward").default
-    want = forward_op(gx, bs, weight, bias, h0, *cell_args, reverse)
+    want = forward_op(gx, bs, weight, bias, h0, *cell_args, reverse, True, mask)
     want_out, want_h, want_ws = want[0], want[1], want[-1]
     code = CELL_CODES[cell]
-    got = emulated.forward(code, gx, bs, weight, bias, h0, c0, reverse, True)
+    got = emulated.forward(code, gx, bs, weight, bias, h0, c0, reverse, True, mask)
     pairs = [("output", got[0], want_out), ("h_n", got[1], want_h), ("workspace", got[3], want_ws)]
     if has_cell:
         pairs.append(("c_n", got[2], want[2]))
     # Without keep_workspace: the same results, an empty workspace.
-    lean = emulated.forward(code, gx, bs, weight, bias, h0, c0, reverse, False)
+    lean = emulated.forward(code, gx, bs, weight, bias, h0, c0, reverse, False, mask)
     pairs += [("output without workspace", lean[0], want_out),
               ("h_n without workspace", lean[1], want_h)]
     assert lean[3].numel() == 0, where
@@ -90,10 +101,11 @@ def check_one(emulated, cell, dtype, gates, saved, has_cell, H, batch_sizes, rev
     gc_n = rand(B, H) if has_cell else torch.empty(0, dtype=dtype)
     backward_op = getattr(torch.ops.fastrnn, f"{cell}_backward").default
     grads_in = [gout, gh_n] + ([gc_n] if has_cell else [])
-    expect = backward_op(*grads_in, bs, weight, h0, *cell_args, want_out, want_ws, reverse)
+    expect = backward_op(*grads_in, bs, weight, h0, *cell_args, want_out, want_ws, reverse,
+                         mask)
     # The emulated backward from the emulated forward's own output and workspace.
     result = emulated.backward(code, gout, gh_n, gc_n, bs, weight, h0, c0, got[0], got[3],
-                               reverse)
+                               reverse, mask)
     names = ["grad_input_proj", "grad_weight_hh", "grad_bias_hh", "grad_h0", "grad_c0"]
     for name, g, w in zip(names, result, expect):
         torch.testing.assert_close(g, w, **tol, msg=lambda m, n=name: f"{n}, {where}: {m}")

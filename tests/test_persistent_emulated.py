@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch.utils import cpp_extension
 
+from fastrnn.cells import ZONEOUT_SAVED
 from fastrnn.ops import CELLS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ class Args(ctypes.Structure):
                                                 "external_runs")]
                 + [(n, ctypes.c_void_p) for n in (
                     "sizes", "a", "w", "b", "h0", "c0", "out_in", "saved_in", "out",
-                    "saved", "h_n", "c_n", "dgx", "dgh", "h_prev", "dh0", "dc0")])
+                    "saved", "h_n", "c_n", "dgx", "dgh", "h_prev", "dh0", "dc0", "zoneout")])
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,16 @@ WEIGHTS = {"float32": (torch.float32, 0), "float64": (torch.float64, 0),
 @pytest.mark.parametrize("weights", list(WEIGHTS))
 @pytest.mark.parametrize("cell", list(CELL_CODES))
 def test_persistent_kernels_match_cpu_ops(emulator, max_rows, cell, weights):
+    check_cases(emulator, max_rows, cell, weights)
+
+
+@pytest.mark.parametrize("weights", ["float32", "float64", "bfloat16-weights"])
+@pytest.mark.parametrize("cell", list(CELL_CODES))
+def test_persistent_kernels_with_zoneout_match_cpu_ops(emulator, max_rows, cell, weights):
+    check_cases(emulator, max_rows, cell, weights, zoneout=True)
+
+
+def check_cases(emulator, max_rows, cell, weights, zoneout=False):
     weight_dtype, weight_code = WEIGHTS[weights]
     dtype = torch.float64 if weight_dtype == torch.float64 else torch.float32
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
@@ -102,11 +113,12 @@ def test_persistent_kernels_match_cpu_ops(emulator, max_rows, cell, weights):
                 external_runs = (case_index + H) % 2 == 1
                 check_one(emulator, cell, weight_dtype, weight_code, dtype, gates, saved,
                           has_cell, H, threads, batch_sizes, reverse, rows, gen, tol,
-                          external_runs)
+                          external_runs, zoneout)
 
 
 def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has_cell, H,
-              threads, batch_sizes, reverse, rows, gen, tol, external_runs=False):
+              threads, batch_sizes, reverse, rows, gen, tol, external_runs=False,
+              zoneout=False):
     bs = torch.tensor(batch_sizes, dtype=torch.int64)
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), bs.cumsum(0)[:-1]])
     N, B, GH = int(bs.sum()), batch_sizes[0], gates * H
@@ -117,20 +129,26 @@ def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has
     gx, bias, h0 = rand(N, GH), rand(GH, scale=0.3), rand(B, H)
     c0 = rand(B, H) if has_cell else None
     weight = rand(GH, H, scale=0.5).to(weight_dtype)
+    mask = None
+    if zoneout:  # keep weights: 0/1 draws on even tokens, any in [0, 1) on odd ones
+        u = torch.rand(N, (2 if has_cell else 1) * H, generator=gen, dtype=torch.float64)
+        mask = torch.where(torch.arange(N).unsqueeze(1) % 2 == 0, (u < 0.5).double(), u)
+        mask = mask.to(dtype)
+        saved = ZONEOUT_SAVED[cell]
     # The reference: the CPU op, with the weights as the kernel reads them.
     args = [gx, bs, weight.to(dtype), bias, h0] + ([c0] if has_cell else [])
     forward_op = getattr(torch.ops.fastrnn, f"{cell}_forward").default
-    want = forward_op(*args, reverse)
+    want = forward_op(*args, reverse, True, mask)
     want_out, want_h, want_ws = want[0], want[1], want[-1]
 
     out, h_n = torch.empty(N, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
     ws = torch.empty(N if saved else 0, saved * H, dtype=dtype)
     c_n = torch.empty(B, H, dtype=dtype) if has_cell else None
     run_kernel(emulate, True, cell, weight_code, bs, H, rows, threads, reverse,
-               dict(a=gx, w=weight, b=bias, h0=h0, c0=c0, out=out, saved=ws, h_n=h_n, c_n=c_n),
-               dtype, external_runs=external_runs)
+               dict(a=gx, w=weight, b=bias, h0=h0, c0=c0, out=out, saved=ws, h_n=h_n, c_n=c_n,
+                    zoneout=mask), dtype, external_runs=external_runs)
     where = (f"{cell} H={H} batch_sizes={batch_sizes} reverse={reverse} rows={rows} "
-             f"external_runs={external_runs}")
+             f"external_runs={external_runs} zoneout={zoneout}")
     torch.testing.assert_close(out, want_out, **tol, msg=lambda m: f"output, {where}: {m}")
     torch.testing.assert_close(h_n, want_h, **tol, msg=lambda m: f"h_n, {where}: {m}")
     if has_cell:
@@ -145,7 +163,8 @@ def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has
     c_n2 = torch.empty_like(c_n) if has_cell else None
     run_kernel(emulate, True, cell, weight_code, bs, H, rows, threads, reverse,
                dict(a=gx, w=weight, b=bias, h0=h0, c0=c0, out=out2, saved=scratch, h_n=h_n2,
-                    c_n=c_n2), dtype, keep_saved=False, external_runs=external_runs)
+                    c_n=c_n2, zoneout=mask), dtype, keep_saved=False,
+               external_runs=external_runs)
     for got, ref in ((out2, out), (h_n2, h_n), (c_n2, c_n)):
         if ref is not None:
             torch.testing.assert_close(got, ref, rtol=0, atol=0, msg=lambda m: f"{where}: {m}")
@@ -164,7 +183,8 @@ def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has
     backward_op = getattr(torch.ops.fastrnn, f"{cell}_backward").default
     grads_in = [gout, gh_n] + ([gc_n] if has_cell else [])
     states = [h0] + ([c0] if has_cell else [])
-    expect = backward_op(*grads_in, bs, weight.to(dtype), *states, want_out, want_ws, reverse)
+    expect = backward_op(*grads_in, bs, weight.to(dtype), *states, want_out, want_ws, reverse,
+                         mask)
     dh0 = torch.empty(B, H, dtype=dtype)
     dc0 = torch.empty(B, H, dtype=dtype) if has_cell else None
     dgx = torch.empty(N, GH, dtype=dtype)
@@ -172,7 +192,8 @@ def check_one(emulate, cell, weight_dtype, weight_code, dtype, gates, saved, has
     h_prev = torch.empty(N, H, dtype=dtype)
     run_kernel(emulate, False, cell, weight_code, bs, H, rows, threads, reverse,
                dict(a=gout, w=weight, h0=h0, c0=c0, out_in=want_out, saved_in=want_ws,
-                    h_n=gh_n, c_n=gc_n, dgx=dgx, dgh=dgh, h_prev=h_prev, dh0=dh0, dc0=dc0),
+                    h_n=gh_n, c_n=gc_n, dgx=dgx, dgh=dgh, h_prev=h_prev, dh0=dh0, dc0=dc0,
+                    zoneout=mask),
                dtype, external_runs=external_runs)
     got = [dgx, dgh.t() @ h_prev, dgh.sum(0), dh0] + ([dc0] if has_cell else [])
     names = ["grad_input_proj", "grad_weight_hh", "grad_bias_hh", "grad_h0", "grad_c0"]

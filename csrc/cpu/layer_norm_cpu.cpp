@@ -103,14 +103,14 @@ LayerNormBackwardResult backward_impl(LayerNormKind kind, const PackedSteps& ste
                          Cell::kHasCell ? chat + tok * H : nullptr);
     }
     if (!gemm.use_blas()) {
-      gemm.rows(r0, r1, draw + off * GH, GH, dhp, H, nullptr, Cell::kSeparateHiddenGrad);
+      gemm.rows(r0, r1, draw + off * GH, GH, dhp, H, nullptr, Cell::kKeepsHiddenGrad);
     }
   };
   auto step = [&](int64_t t) {
     const int64_t live = steps.sizes[t];
     for_rows(live, GH * H, [&](int64_t r0, int64_t r1) { rows(t, r0, r1); });
     gemm.blas(live, draw + steps.offsets[t] * GH, GH, dhp, H, at::Tensor(),
-              Cell::kSeparateHiddenGrad);
+              Cell::kKeepsHiddenGrad);
   };
   walk_steps(steps, buf.h0.size(0), reverse, gemm.use_blas(), GH * H, step, rows);
   return buf.finish();

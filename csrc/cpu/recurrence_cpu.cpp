@@ -10,8 +10,12 @@
 //
 // Backward walks the steps in the opposite order with dh (dc) buffers that
 // start as grad_h_n (grad_c_n): the pointwise backward of each live row, then
-// dh_prev (+)= dgh @ W_hh. grad_weight_hh and grad_bias_hh are one GEMM and one
-// reduction over all tokens after the loop.
+// dh_prev (+)= dgh @ W_hh (+= for a cell with kKeepsHiddenGrad: GRU, zoneout).
+// grad_weight_hh and grad_bias_hh are one GEMM and one reduction over all tokens
+// after the loop.
+//
+// Zoneout (an op given a zoneout tensor) runs the same loops with Zoneout<Cell>
+// (csrc/cell_math.h), a type of its own: the plain cells' instantiations are unchanged.
 //
 // Threads: with the small GEMM (weights up to 256 KiB) each thread owns a block
 // of rows for the whole sequence (for_row_blocks), since rows never interact;
@@ -35,13 +39,13 @@ template <typename T, typename Cell>
 ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Tensor& input_proj,
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
                            const at::Tensor& h0, const at::Tensor& c0, bool reverse,
-                           bool keep_workspace) {
+                           bool keep_workspace, const at::Tensor& zoneout) {
   static_assert(!Cell::kRowReduction, "no CPU loop for a cell with a row reduction yet");
-  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved, Z = Cell::kZoneoutStates;
   const int64_t H = weight_hh.size(1), GH = G * H;
   const int64_t batch = h0.size(0), T_ = steps.steps();
 
-  ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0, keep_workspace);
+  ForwardBuffers buf(cell_info_of<Cell>(), input_proj, bias_hh, h0, c0, keep_workspace);
   StepGemm<T> gemm(to_compute_dtype(weight_hh).t().contiguous(), H, GH);
 
   const T* gx = buf.gx.const_data_ptr<T>();
@@ -51,6 +55,7 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
   T* out = buf.output.data_ptr<T>();
   T* saved = buf.workspace.data_ptr<T>();
   T* gh = buf.gh.data_ptr<T>();
+  const T* zo = Z > 0 ? zoneout.const_data_ptr<T>() : nullptr;
 
   // Rows [r0, r1) of step t: GEMM (small path; BLAS ran for the whole step) and pointwise.
   auto step_rows = [&](int64_t t, int64_t r0, int64_t r1) {
@@ -62,8 +67,9 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
       T* __restrict h_r = hp + r * H;
       T* __restrict c_r = cp ? cp + r * H : nullptr;
       T* __restrict saved_r = saved + (ws_off + r) * S * H;
+      const T* __restrict zo_r = Z > 0 ? zo + (off + r) * Z * H : nullptr;
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) Cell::forward(j, H, gx_r, gh_r, h_r, c_r, saved_r);
+      for (int64_t j = 0; j < H; ++j) Cell::forward(j, H, gx_r, gh_r, h_r, c_r, saved_r, zo_r);
       std::memcpy(out + (off + r) * H, h_r, H * sizeof(T));
     }
   };
@@ -92,9 +98,10 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
                              const at::Tensor& grad_c_n,
                              const at::Tensor& weight_hh, const at::Tensor& h0,
                              const at::Tensor& c0, const at::Tensor& output,
-                             const at::Tensor& workspace, bool reverse) {
+                             const at::Tensor& workspace, bool reverse,
+                             const at::Tensor& zoneout) {
   static_assert(!Cell::kRowReduction, "no CPU loop for a cell with a row reduction yet");
-  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved, Z = Cell::kZoneoutStates;
   const int64_t H = weight_hh.size(1), GH = G * H, T_ = steps.steps();
 
   BackwardBuffers buf(kind, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output,
@@ -111,6 +118,7 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
   T* dgx = buf.dgx.data_ptr<T>();
   T* dgh = buf.dgh.data_ptr<T>();
   T* h_prev = buf.h_prev.data_ptr<T>();
+  const T* zo = Z > 0 ? zoneout.const_data_ptr<T>() : nullptr;
 
   // h_{t-1} of every token, for the GRU backward and for grad_weight_hh.
   for (int64_t t = 0; t < T_; ++t) {
@@ -136,14 +144,15 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
       T* __restrict dc_r = dcp ? dcp + r * H : nullptr;
       T* __restrict dgx_r = dgx + tok * GH;
       T* __restrict dgh_r = dgh + tok * GH;
+      const T* __restrict zo_r = Z > 0 ? zo + tok * Z * H : nullptr;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         dh_r[j] += gout_r[j];
-        Cell::backward(j, H, saved_r, h_prev_r, c_prev_r, dh_r, dc_r, dgx_r, dgh_r);
+        Cell::backward(j, H, saved_r, h_prev_r, c_prev_r, dh_r, dc_r, dgx_r, dgh_r, zo_r);
       }
     }
     if (!gemm.use_blas()) {
-      gemm.rows(r0, r1, dgh + off * GH, GH, dhp, H, nullptr, Cell::kSeparateHiddenGrad);
+      gemm.rows(r0, r1, dgh + off * GH, GH, dhp, H, nullptr, Cell::kKeepsHiddenGrad);
     }
   };
   if (gemm.use_blas()) {
@@ -151,7 +160,7 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
       const int64_t t = reverse ? s : T_ - 1 - s;
       const int64_t rows = steps.sizes[t], off = steps.offsets[t];
       for_rows(rows, GH * H, [&](int64_t r0, int64_t r1) { step_rows(t, r0, r1); });
-      gemm.blas(rows, dgh + off * GH, GH, dhp, H, at::Tensor(), Cell::kSeparateHiddenGrad);
+      gemm.blas(rows, dgh + off * GH, GH, dhp, H, at::Tensor(), Cell::kKeepsHiddenGrad);
     }
   } else {
     for_row_blocks(steps, buf.h0.size(0), GH * H, [&](int64_t lo, int64_t hi) {
@@ -169,11 +178,13 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
 ForwardResult recurrence_forward(CellKind kind, const PackedSteps& steps,
                                  const at::Tensor& input_proj, const at::Tensor& weight_hh,
                                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                                 const at::Tensor& c0, bool reverse, bool keep_workspace) {
-  return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
+                                 const at::Tensor& c0, bool reverse, bool keep_workspace,
+                                 const at::Tensor& zoneout) {
+  return with_types(kind, zoneout.defined(), input_proj.scalar_type(),
+                    [&](auto type_tag, auto cell) {
     return forward_impl<decltype(type_tag), decltype(cell)>(kind, steps, input_proj, weight_hh,
                                                             bias_hh, h0, c0, reverse,
-                                                            keep_workspace);
+                                                            keep_workspace, zoneout);
   });
 }
 
@@ -182,11 +193,12 @@ BackwardResult recurrence_backward(CellKind kind, const PackedSteps& steps,
                                    const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
                                    const at::Tensor& h0, const at::Tensor& c0,
                                    const at::Tensor& output, const at::Tensor& workspace,
-                                   bool reverse) {
-  return with_types(kind, output.scalar_type(), [&](auto type_tag, auto cell) {
+                                   bool reverse, const at::Tensor& zoneout) {
+  return with_types(kind, zoneout.defined(), output.scalar_type(),
+                    [&](auto type_tag, auto cell) {
     return backward_impl<decltype(type_tag), decltype(cell)>(
         kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output, workspace,
-        reverse);
+        reverse, zoneout);
   });
 }
 

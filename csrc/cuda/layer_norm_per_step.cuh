@@ -127,7 +127,7 @@ LayerNormBackwardResult backward_impl(LayerNormKind kind, const PackedSteps& ste
                      buf.draw.data_ptr<T>() + off * GH, dy ? dy + off * H : nullptr,
                      chat ? chat + off * H : nullptr);
     raw_gemm<T>(buf.weight_hh, rows, buf.draw.data_ptr<T>() + off * GH, GH,
-                buf.dh.data_ptr<T>(), H, at::Tensor(), Cell::kSeparateHiddenGrad);
+                buf.dh.data_ptr<T>(), H, at::Tensor(), Cell::kKeepsHiddenGrad);
   }
   return buf.finish();
 }

@@ -144,10 +144,11 @@ template <typename T, typename Cell, typename W>
 ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Tensor& input_proj,
                            const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias_hh,
                            const at::Tensor& h0, const at::Tensor& c0, bool reverse,
-                           bool keep_workspace) {
+                           bool keep_workspace, const at::Tensor& zoneout) {
   const int64_t H = weight_hh.size(1), N = input_proj.size(0), batch = h0.size(0);
   // The kernel reads h0/c0 and writes h_n/c_n (buf.h/buf.c) itself.
-  ForwardBuffers buf(kind, input_proj, bias_hh, h0, c0, keep_workspace, /*fresh_state=*/true);
+  ForwardBuffers buf(cell_info_of<Cell>(), input_proj, bias_hh, h0, c0, keep_workspace,
+                     /*fresh_state=*/true);
   const at::Tensor w = weight_hh.contiguous();
   const at::Tensor h0_t = h0.contiguous();
   const at::Tensor c0_t = Cell::kHasCell ? c0.contiguous() : at::Tensor();
@@ -172,6 +173,7 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
   p.saved = buf.workspace.data_ptr<T>();
   p.h_n = buf.h.data_ptr<T>();
   p.c_n = Cell::kHasCell ? buf.c.data_ptr<T>() : nullptr;
+  p.zoneout = Cell::kZoneoutStates > 0 ? zoneout.const_data_ptr<T>() : nullptr;
   constexpr auto kernel = persistent_forward_kernel<T, Cell, W>;
   allow_smem<kernel>(L.smem);
   kernel<<<L.blocks, L.threads, L.smem, at::cuda::getCurrentCUDAStream()>>>(p);
@@ -184,7 +186,8 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
                              const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                              const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
                              const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& output,
-                             const at::Tensor& workspace, bool reverse) {
+                             const at::Tensor& workspace, bool reverse,
+                             const at::Tensor& zoneout) {
   const int64_t H = weight_hh.size(1), batch = h0.size(0), N = output.size(0);
   // The kernel reads grad_h_n/grad_c_n and the op's weight_hh (16-bit weights stay 16-bit)
   // itself: no copies of them in the buffers.
@@ -210,6 +213,7 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
     p.dgx = buf.dgx.data_ptr<T>();
     p.dgh = buf.dgh.data_ptr<T>();
     p.h_prev = buf.h_prev.data_ptr<T>();
+    p.zoneout = Cell::kZoneoutStates > 0 ? zoneout.const_data_ptr<T>() : nullptr;
     constexpr auto kernel = persistent_backward_kernel<T, Cell, W>;
     allow_smem<kernel>(L.smem);
     kernel<<<L.blocks, L.threads, L.smem, at::cuda::getCurrentCUDAStream()>>>(p);
@@ -224,10 +228,10 @@ BackwardResult backward_impl(CellKind kind, const PackedSteps& steps,
 
 // Blocks of this launch shape that one SM runs at once, for the forward and the backward
 // kernel alike (the smaller of the two).
-int resident_blocks(CellKind kind, int64_t weight_elem_size, int64_t elem_size,
+int resident_blocks(CellKind kind, bool zoneout, int64_t weight_elem_size, int64_t elem_size,
                     const Launch& L) {
   const at::ScalarType dtype = elem_size == 8 ? at::kDouble : at::kFloat;
-  return with_types(kind, dtype, [&](auto type_tag, auto cell) {
+  return with_types(kind, zoneout, dtype, [&](auto type_tag, auto cell) {
     using T = decltype(type_tag);
     auto count = [&](auto weight_tag) {
       using W = decltype(weight_tag);
@@ -249,7 +253,7 @@ int resident_blocks(CellKind kind, int64_t weight_elem_size, int64_t elem_size,
 }  // namespace
 
 bool use_persistent(CellKind kind, const PackedSteps& steps, int64_t H,
-                    int64_t weight_elem_size, int64_t elem_size, int64_t batch) {
+                    int64_t weight_elem_size, int64_t elem_size, int64_t batch, bool zoneout) {
   const char* env = std::getenv("FASTRNN_CUDA_PATH");
   const std::string mode = env && *env ? env : "auto";
   TORCH_CHECK(mode == "auto" || mode == "persistent" || mode == "per_step",
@@ -280,17 +284,20 @@ bool use_persistent(CellKind kind, const PackedSteps& steps, int64_t H,
   const Launch L = plan(kind, H, weight_elem_size, elem_size, batch);
   const int64_t sms = prop->multiProcessorCount;
   return L.blocks <= sms ||
-         L.blocks <= sms * resident_blocks(kind, weight_elem_size, elem_size, L);
+         L.blocks <= sms * resident_blocks(kind, zoneout, weight_elem_size, elem_size, L);
 }
 
 ForwardResult persistent_forward(CellKind kind, const PackedSteps& steps,
                                  const at::Tensor& input_proj, const at::Tensor& weight_hh,
                                  const c10::optional<at::Tensor>& bias_hh, const at::Tensor& h0,
-                                 const at::Tensor& c0, bool reverse, bool keep_workspace) {
-  return with_types(kind, input_proj.scalar_type(), [&](auto type_tag, auto cell) {
+                                 const at::Tensor& c0, bool reverse, bool keep_workspace,
+                                 const at::Tensor& zoneout) {
+  return with_types(kind, zoneout.defined(), input_proj.scalar_type(),
+                    [&](auto type_tag, auto cell) {
     return with_weight_type(type_tag, weight_hh.scalar_type(), [&](auto weight_tag) {
       return forward_impl<decltype(type_tag), decltype(cell), decltype(weight_tag)>(
-          kind, steps, input_proj, weight_hh, bias_hh, h0, c0, reverse, keep_workspace);
+          kind, steps, input_proj, weight_hh, bias_hh, h0, c0, reverse, keep_workspace,
+          zoneout);
     });
   });
 }
@@ -300,12 +307,13 @@ BackwardResult persistent_backward(CellKind kind, const PackedSteps& steps,
                                    const at::Tensor& grad_c_n, const at::Tensor& weight_hh,
                                    const at::Tensor& h0, const at::Tensor& c0,
                                    const at::Tensor& output, const at::Tensor& workspace,
-                                   bool reverse) {
-  return with_types(kind, output.scalar_type(), [&](auto type_tag, auto cell) {
+                                   bool reverse, const at::Tensor& zoneout) {
+  return with_types(kind, zoneout.defined(), output.scalar_type(),
+                    [&](auto type_tag, auto cell) {
     return with_weight_type(type_tag, weight_hh.scalar_type(), [&](auto weight_tag) {
       return backward_impl<decltype(type_tag), decltype(cell), decltype(weight_tag)>(
           kind, steps, grad_output, grad_h_n, grad_c_n, weight_hh, h0, c0, output, workspace,
-          reverse);
+          reverse, zoneout);
     });
   });
 }

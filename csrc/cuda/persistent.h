@@ -24,8 +24,9 @@ namespace cuda {
 // rows <= the device's opt-in shared memory per block), all blocks of the launch are
 // resident at once (one wave: occupancy x SMs), and, under graph capture, the step
 // table fits the kernel parameters.
+// `zoneout`: the call runs Zoneout<Cell> (its kernels' occupancy is counted).
 bool use_persistent(CellKind kind, const PackedSteps& steps, int64_t H, int64_t weight_elem_size,
-                    int64_t elem_size, int64_t batch);
+                    int64_t elem_size, int64_t batch, bool zoneout = false);
 
 // The persistent path; same contract as recurrence_forward/recurrence_backward
 // (recurrence.h), and the same output/workspace layout as the per-step path, so

@@ -101,6 +101,7 @@ struct PersistentForwardParams : PersistentShape {
                                         // [batch, S*H] scratch without keep_saved
   T* __restrict__ h_n;                  // [batch, H]
   T* __restrict__ c_n;                  // [batch, H] (LSTM), or nullptr
+  const T* __restrict__ zoneout;        // [N, K*H] keep weights (Zoneout<Cell>), or nullptr
 };
 
 // Backward (same T and W).
@@ -119,6 +120,7 @@ struct PersistentBackwardParams : PersistentShape {
   T* __restrict__ dgx;                  // [N, G*H] dL/d(input_proj)
   T* __restrict__ dgh;                  // [N, G*H] dL/d(W_hh h + b_hh) (GRU; else unused)
   T* __restrict__ h_prev;               // [N, H] h_{t-1} of every token
+  const T* __restrict__ zoneout;        // [N, K*H] keep weights (Zoneout<Cell>), or nullptr
 };
 
 // Whole parameter structs stay within the classic 4 KiB of kernel parameters.
@@ -200,7 +202,7 @@ template <typename T, typename Cell, typename W>
 __global__ void __launch_bounds__(kMaxThreads)
     persistent_forward_kernel(const __grid_constant__ PersistentForwardParams<T, W> p) {
   static_assert(!Cell::kRowReduction, "no persistent kernel for a row reduction yet");
-  constexpr int G = Cell::kGates, S = Cell::kSaved;
+  constexpr int G = Cell::kGates, S = Cell::kSaved, Z = Cell::kZoneoutStates;
   const int H = p.H, GH = G * H, R = p.rows_per_block;
   const int tid = threadIdx.x, nthreads = blockDim.x;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -285,7 +287,8 @@ __global__ void __launch_bounds__(kMaxThreads)
       const int rr = i / H, j = i % H;
       const int64_t tok = tok0 + rr;
       Cell::forward(j, H, gx_s + rr * GH, gh_s + rr * GH, h_s + rr * H, c_s + rr * H,
-                    p.saved + (p.keep_saved ? tok : r0 + rr) * S * H);
+                    p.saved + (p.keep_saved ? tok : r0 + rr) * S * H,
+                    Z > 0 ? p.zoneout + tok * Z * H : nullptr);
       p.out[tok * H + j] = h_s[rr * H + j];
     }
     __syncthreads();
@@ -305,7 +308,7 @@ template <typename T, typename Cell, typename W>
 __global__ void __launch_bounds__(kMaxThreads)
     persistent_backward_kernel(const __grid_constant__ PersistentBackwardParams<T, W> p) {
   static_assert(!Cell::kRowReduction, "no persistent kernel for a row reduction yet");
-  constexpr int G = Cell::kGates, S = Cell::kSaved;
+  constexpr int G = Cell::kGates, S = Cell::kSaved, Z = Cell::kZoneoutStates;
   const int H = p.H, GH = G * H, R = p.rows_per_block;
   const int tid = threadIdx.x, nthreads = blockDim.x;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -355,7 +358,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       dh_s[rr * H + j] += p.gout[tok * H + j];
       const T* saved_r = S > 0 ? p.saved + tok * S * H : p.out + tok * H;
       Cell::backward(j, H, saved_r, hp, cp, dh_s + rr * H, dc_s + rr * H, dgx_s + rr * GH,
-                     dgh_s + rr * GH);
+                     dgh_s + rr * GH, Z > 0 ? p.zoneout + tok * Z * H : nullptr);
       // Each thread copies out the gate gradients it has just written itself.
 #pragma unroll
       for (int g = 0; g < G; ++g) {

@@ -63,6 +63,7 @@ struct Args {
   // (dgx is followed by dgx, dgh, h_prev).
   const void *a, *w, *b, *h0, *c0, *out_in, *saved_in;
   void *out, *saved, *h_n, *c_n, *dgx, *dgh, *h_prev, *dh0, *dc0;
+  const void* zoneout;  // [N, K*H] keep weights: Zoneout<Cell>; nullptr: the plain cell
 };
 
 // The kernels' step table, as persistent.cu fills it: the runs by value in the
@@ -103,6 +104,7 @@ bool run(bool forward, const Args& x) {
     p.keep_saved = x.keep_saved;
     p.gx = t(x.a), p.w = static_cast<const W*>(x.w), p.bias = t(x.b), p.h0 = t(x.h0);
     p.c0 = t(x.c0), p.out = m(x.out), p.saved = m(x.saved), p.h_n = m(x.h_n), p.c_n = m(x.c_n);
+    p.zoneout = t(x.zoneout);
     return launch(blocks, x.threads, smem, [&] { persistent_forward_kernel<T, Cell, W>(p); });
   }
   PersistentBackwardParams<T, W> p{};
@@ -111,12 +113,13 @@ bool run(bool forward, const Args& x) {
   p.out = t(x.out_in), p.saved = t(x.saved_in), p.dh_n = t(x.h_n), p.dc_n = t(x.c_n);
   p.dh0 = m(x.dh0), p.dc0 = m(x.dc0), p.dgx = m(x.dgx), p.dgh = m(x.dgh);
   p.h_prev = m(x.h_prev);
+  p.zoneout = t(x.zoneout);
   return launch(blocks, x.threads, smem, [&] { persistent_backward_kernel<T, Cell, W>(p); });
 }
 
 template <typename T, typename W>
 bool run_cell(int cell, bool forward, const Args& x) {
-  return with_cell<T>(static_cast<CellKind>(cell),
+  return with_cell<T>(static_cast<CellKind>(cell), x.zoneout != nullptr,
                       [&](auto cell_tag) { return run<T, decltype(cell_tag), W>(forward, x); });
 }
 

@@ -21,18 +21,21 @@ int main() {
   const std::vector<std::vector<int64_t>> patterns = {{6, 5, 5, 3, 1}, {5, 2, 2, 2, 1, 1, 1}};
   int launches = 0, failures = 0;
   for (int cell = 0; cell < kCellCount; ++cell) {
-    const CellInfo info = cell_info(static_cast<CellKind>(cell));
-    const int64_t G = info.gates, S = info.saved;
     for (const auto& sizes : patterns) {
       // kPersistentMaxRows: a last block with fewer rows than the others
       for (int rows : {1, kPersistentMaxRows}) {
         for (int reverse : {0, 1}) {
+          const int zoneout = reverse;  // Zoneout<Cell> too, at no extra launches
+          const CellInfo info = cell_info(static_cast<CellKind>(cell), zoneout);
+          const int64_t G = info.gates, S = info.saved;
           const int H = 9, threads = 32;  // LSTM and GRU: fewer threads than gate units
           int64_t N = 0;
           for (int64_t size : sizes) N += size;
           const int64_t B = sizes[0];
           auto gx = random(N * G * H), w = random(G * H * H), b = random(G * H);
           auto h0 = random(B * H), c0 = random(B * H);
+          auto keep = random(N * (info.has_cell ? 2 : 1) * H);
+          for (auto& z : keep) z = z < 0 ? 0.0f : 1.0f;
           std::vector<float> out(N * H), saved(N * S * H), h_n(B * H), c_n(B * H);
           Args f{};
           f.steps = static_cast<int64_t>(sizes.size());
@@ -46,6 +49,7 @@ int main() {
           f.external_runs = reverse;  // both homes of the step table
           f.a = gx.data(), f.w = w.data(), f.b = b.data(), f.h0 = h0.data(), f.c0 = c0.data();
           f.out = out.data(), f.saved = saved.data(), f.h_n = h_n.data(), f.c_n = c_n.data();
+          f.zoneout = zoneout ? keep.data() : nullptr;
           failures += !emulate(1, cell, 0, 0, &f);
           auto gout = random(N * H), dh = random(B * H), dc = random(B * H);
           std::vector<float> dgx(N * G * H), dgh(N * G * H), h_prev(N * H), dh0(B * H),
