@@ -95,15 +95,12 @@ C10_HOST_DEVICE inline T relu_act(T x) { return x < T(0) ? T(0) : x; }
 //   kZoneoutStates K: the cell is Zoneout<Cell> (below), whose forward()/backward() read
 //                  the token's zoneout row, K*H keep weights (h block, then c block); 0
 //                  for a plain cell, which ignores that argument
-//   kRowReduction  hook for a cell whose step needs a reduction over the units of a row
-//                  (a LayerNorm LSTM normalises each row's G*H gate pre-activations).
-//                  Such a cell would also provide the reduction (e.g. a
-//                  row_stats(H, gx, gh, stats) that the loops call once per live row between
-//                  the GEMM and the pointwise pass, its stats passed to forward()/backward()
-//                  and saved with the workspace), so that the loops stay one template for
-//                  every cell. No cell needs it yet: the loops (csrc/cpu/recurrence_cpu.cpp,
-//                  csrc/cuda/per_step.cuh, csrc/cuda/persistent_kernels.cuh) static_assert it
-//                  is off until the first such cell adds the calls.
+//   kRowReduction  the step needs sums over the units of a row: the cell works a whole
+//                  row at a time (forward_row()/backward_row() instead of forward()/
+//                  backward()), as the LayerNorm cells below, which run in loops of their
+//                  own (csrc/cpu/layer_norm_cpu.cpp, csrc/cuda/layer_norm_per_step.cuh)
+//                  since their ops also take the norms' parameters. The plain cells' loops
+//                  static_assert it is off.
 // forward(): writes h (in place over h_prev) and, for LSTM, c; stores in
 //   `saved` (kSaved*H values per token) what backward needs.
 // backward(): `dh` holds dL/dh_t on entry and, on exit, the part of
