@@ -329,7 +329,8 @@ C10_HOST_DEVICE inline void row_moments(int64_t n, const T* x, T& mean, T& rstd)
   rstd = inv_sqrt(var / T(n) + T(kLayerNormEps));
 }
 
-// The norms' parameters in the compute type; the biases may be null (bias=False).
+// The norms' parameters in the compute type (without bias=False the biases are zeros: no
+// branch in the vectorised loops).
 template <typename T>
 struct LayerNormParams {
   const T* hh_weight;
@@ -365,7 +366,7 @@ C10_HOST_DEVICE inline T layer_norm_hh_row(int64_t n, const LayerNormParams<T>& 
   FASTRNN_SIMD
   for (int64_t k = 0; k < n; ++k) {
     xhat[k] = (gh[k] - mean) * rstd;
-    gh[k] = xhat[k] * p.hh_weight[k] + (p.hh_bias ? p.hh_bias[k] : T(0));
+    gh[k] = xhat[k] * p.hh_weight[k] + p.hh_bias[k];
   }
   return rstd;
 }
@@ -402,7 +403,7 @@ struct LayerNormLSTMCell : CellDefaults {
     row_moments(H, c, mean, rstd);
     FASTRNN_SIMD
     for (int64_t j = 0; j < H; ++j) {
-      T y = (c[j] - mean) * rstd * p.c_weight[j] + (p.c_bias ? p.c_bias[j] : T(0));
+      T y = (c[j] - mean) * rstd * p.c_weight[j] + p.c_bias[j];
       h[j] = saved[3 * H + j] * tanh_act(y);
     }
     stats[1] = mean;
@@ -424,7 +425,7 @@ struct LayerNormLSTMCell : CellDefaults {
     for (int64_t j = 0; j < H; ++j) {
       const T o = saved[3 * H + j];
       chat[j] = (saved[4 * H + j] - mean) * rstd;
-      const T tc = tanh_act(chat[j] * p.c_weight[j] + (p.c_bias ? p.c_bias[j] : T(0)));
+      const T tc = tanh_act(chat[j] * p.c_weight[j] + p.c_bias[j]);
       dy[j] = dh[j] * o * (T(1) - tc * tc);
       dgx[3 * H + j] = dh[j] * tc * o * (T(1) - o);
       const T dchat = dy[j] * p.c_weight[j];
@@ -483,8 +484,7 @@ struct LayerNormGRUCell : CellDefaults {
     FASTRNN_SIMD
     for (int64_t j = 0; j < H; ++j) {
       const T r = saved[j], z = saved[H + j], n = saved[2 * H + j];
-      const T hn = xhat[2 * H + j] * p.hh_weight[2 * H + j] +
-                   (p.hh_bias ? p.hh_bias[2 * H + j] : T(0));
+      const T hn = xhat[2 * H + j] * p.hh_weight[2 * H + j] + p.hh_bias[2 * H + j];
       const T dhy = dh[j];
       const T dn = dhy * (T(1) - z) * (T(1) - n * n);
       const T dz = dhy * (h_prev[j] - n) * z * (T(1) - z);

@@ -41,8 +41,8 @@ inline LayerNormInfo layer_norm_info(LayerNormKind kind) {
   });
 }
 
-// The norms' parameters (checked, contiguous, in the compute dtype); the biases are
-// undefined without bias, c_weight/c_bias unless LSTM.
+// The norms' parameters (checked, contiguous, in the compute dtype; a bias the op did not get
+// is zeros); c_weight/c_bias are undefined unless LSTM.
 struct LayerNormTensors {
   at::Tensor hh_weight, hh_bias, c_weight, c_bias;
 };
@@ -86,8 +86,9 @@ struct LayerNormBackwardBuffers {
                            const at::Tensor& weight_hh, const at::Tensor& h0,
                            const at::Tensor& c0, const at::Tensor& output,
                            const at::Tensor& workspace);
-  // After the loop: the weight and norm parameter gradients (one GEMM, sums over tokens).
-  LayerNormBackwardResult finish() const;
+  // After the loop: grad_weight_hh (one GEMM) and, with norm_grads, the norms' parameter
+  // gradients (ATen sums over tokens; the CPU loop sums them itself).
+  LayerNormBackwardResult finish(bool norm_grads = true) const;
 
   LayerNormInfo cell;
   at::Tensor output, workspace, grad_output, weight_hh, h0, c0;

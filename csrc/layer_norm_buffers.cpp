@@ -48,17 +48,19 @@ LayerNormBackwardBuffers::LayerNormBackwardBuffers(
   chat = at::empty({cell.has_cell ? N : 0, H}, options);
 }
 
-LayerNormBackwardResult LayerNormBackwardBuffers::finish() const {
+LayerNormBackwardResult LayerNormBackwardBuffers::finish(bool norm_grads) const {
   const int64_t H = weight_hh.size(1), GH = cell.gates * H;
-  const at::Tensor xhat = workspace.narrow(1, (cell.saved - cell.gates) * H, GH);
   LayerNormBackwardResult r;
   r.grad_input_proj = dgx;
   r.grad_weight_hh = at::mm(draw.t(), h_prev);
-  r.grad_hh_weight = (dpost * xhat).sum(0);
-  r.grad_hh_bias = dpost.sum(0);
-  if (cell.has_cell) {
-    r.grad_c_weight = (dy * chat).sum(0);
-    r.grad_c_bias = dy.sum(0);
+  if (norm_grads) {
+    const at::Tensor xhat = workspace.narrow(1, (cell.saved - cell.gates) * H, GH);
+    r.grad_hh_weight = (dpost * xhat).sum(0);
+    r.grad_hh_bias = dpost.sum(0);
+    if (cell.has_cell) {
+      r.grad_c_weight = (dy * chat).sum(0);
+      r.grad_c_bias = dy.sum(0);
+    }
   }
   r.grad_h0 = dh;
   r.grad_c0 = dc;

@@ -39,12 +39,16 @@ LayerNormTensors check_norms(const LayerNormInfo& cell, const at::Tensor& weight
   };
   check_defined({{&hh_weight, "ln_hh_weight"}});
   LayerNormTensors norms;
+  // An absent bias is zeros, so the kernels' loops need no branch.
+  auto zeros = [&](int64_t n) { return at::zeros({n}, norms.hh_weight.options()); };
   norms.hh_weight = take(hh_weight, "ln_hh_weight", GH, "gates * hidden_size");
-  if (hh_bias.has_value()) norms.hh_bias = take(*hh_bias, "ln_hh_bias", GH, "gates * hidden_size");
+  norms.hh_bias = hh_bias.has_value() ? take(*hh_bias, "ln_hh_bias", GH, "gates * hidden_size")
+                                      : zeros(GH);
   if (c_weight) {
     check_defined({{c_weight, "ln_c_weight"}});
     norms.c_weight = take(*c_weight, "ln_c_weight", H, "hidden_size");
-    if (c_bias->has_value()) norms.c_bias = take(**c_bias, "ln_c_bias", H, "hidden_size");
+    norms.c_bias = c_bias->has_value() ? take(**c_bias, "ln_c_bias", H, "hidden_size")
+                                       : zeros(H);
   }
   return norms;
 }

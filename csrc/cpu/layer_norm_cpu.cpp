@@ -113,7 +113,31 @@ LayerNormBackwardResult backward_impl(LayerNormKind kind, const PackedSteps& ste
               Cell::kKeepsHiddenGrad);
   };
   walk_steps(steps, buf.h0.size(0), reverse, gemm.use_blas(), GH * H, step, rows);
-  return buf.finish();
+
+  // The norms' parameter gradients: sums over tokens in token order, one pass (ATen's
+  // mul-and-sum took two, and its order depends on the thread count).
+  LayerNormBackwardResult result = buf.finish(/*norm_grads=*/false);
+  const int64_t N = buf.output.size(0);
+  auto column_sums = [&](int64_t n, const T* grad, const T* normed, int64_t ld_normed,
+                         at::Tensor& grad_gain, at::Tensor& grad_bias) {
+    grad_gain = at::zeros({n}, buf.output.options());
+    grad_bias = at::zeros({n}, buf.output.options());
+    T* gg = grad_gain.data_ptr<T>();
+    T* gb = grad_bias.data_ptr<T>();
+    for (int64_t tok = 0; tok < N; ++tok) {
+      const T* g = grad + tok * n;
+      const T* x = normed + tok * ld_normed;
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) {
+        gg[k] += g[k] * x[k];
+        gb[k] += g[k];
+      }
+    }
+  };
+  column_sums(GH, dpost, ws + (Cell::kSaved - G) * H, W, result.grad_hh_weight,
+              result.grad_hh_bias);
+  if (Cell::kHasCell) column_sums(H, dy, chat, H, result.grad_c_weight, result.grad_c_bias);
+  return result;
 }
 
 ForwardResult layer_norm_forward(LayerNormKind kind, const PackedSteps& steps,
