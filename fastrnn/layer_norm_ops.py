@@ -91,7 +91,17 @@ def _forward_fake(cell: str, *args):
     gates, saved, stats, has_cell = LAYER_NORM_CELLS[cell]
     a = _arguments(_FORWARD_OPS[cell], args)
     input_proj, weight_hh, h0 = a["input_proj"], a["weight_hh"], a["h0"]
+    required = {"input_proj": input_proj, "weight_hh": weight_hh, "h0": h0,
+                "ln_hh_weight": a["ln_hh_weight"]}
+    if has_cell:
+        required.update(c0=a["c0"], ln_c_weight=a["ln_c_weight"])
+    ops._check_defined(**required)
     _check_batch_sizes(a["batch_sizes"], input_proj)
+    # One meta tensor among real ones sends the call here: refuse mixed devices rather than
+    # return uninitialised results (as fastrnn.ops' fakes).
+    others = {k: v for k, v in a.items() if k not in ("batch_sizes", "weight_hh", "reverse",
+                                                      "keep_workspace")}
+    ops._check_same_device(weight_hh, **others)
     torch._check(
         weight_hh.dim() == 2 and weight_hh.shape[0] == gates * weight_hh.shape[1],
         lambda: f"fastrnn: weight_hh of {cell} must have shape [{gates}*hidden_size, "
@@ -114,6 +124,12 @@ def _backward_fake(cell: str, *args):
     has_cell = LAYER_NORM_CELLS[cell][3]
     a = _arguments(_BACKWARD_OPS[cell], args)
     weight_hh, h0 = a["weight_hh"], a["h0"]
+    tensors = {k: v for k, v in a.items() if k not in ("batch_sizes", "reverse")}
+    ops._check_defined(**{k: v for k, v in tensors.items() if not k.startswith("ln_")
+                          or k.endswith("weight")})
+    _check_batch_sizes(a["batch_sizes"], a["grad_output"])
+    del tensors["weight_hh"]
+    ops._check_same_device(weight_hh, **tensors)
     grads = [weight_hh.new_empty((a["grad_output"].shape[0], weight_hh.shape[0])),
              torch.empty_like(weight_hh), torch.empty_like(a["ln_hh_weight"]),
              torch.empty_like(a["ln_hh_weight"])]

@@ -3,6 +3,7 @@ ops' reference (fastrnn.reference.layer_norm_direction), the modules run in plai
 (fastrnn.reference.plain_ops) and an independent step-by-step loop over the padded batch."""
 import copy
 import pickle
+import random
 
 import pytest
 import torch
@@ -422,3 +423,74 @@ def test_fuzz_module_matches_plain_ops(case):
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+# --- bad input (as tests/test_fuzz_bad_input.py for the plain ops) ----------------------
+
+LN_MUTATIONS = ["shape", "dtype", "meta", "strides", "nonfinite", "none"]
+LN_TENSORS = ["proj", "w", "ln_hh_weight", "ln_hh_bias", "ln_c_weight", "ln_c_bias", "h0", "c0"]
+
+
+def ln_call(cell, a):
+    if cell == "layer_norm_lstm":
+        return torch.ops.fastrnn.layer_norm_lstm_forward(
+            a["proj"], a["bs"], a["w"], a["ln_hh_weight"], a["ln_hh_bias"], a["ln_c_weight"],
+            a["ln_c_bias"], a["h0"], a["c0"], False)
+    return torch.ops.fastrnn.layer_norm_gru_forward(
+        a["proj"], a["bs"], a["w"], a["ln_hh_weight"], a["ln_hh_bias"], a["h0"], False)
+
+
+LN_CASES = [(cell, key, mutation) for cell in CELLS for key in LN_TENSORS
+            if cell == "layer_norm_lstm" or key not in ("ln_c_weight", "ln_c_bias", "c0")
+            for mutation in LN_MUTATIONS]
+LN_CASES += [(cell, "bs", mutation) for cell in CELLS
+             for mutation in ("batch_sizes",) * 4 + ("strides", "none")]
+
+
+@pytest.mark.parametrize("case", range(len(LN_CASES)))
+def test_bad_inputs_raise_or_match(case):
+    """Each malformed argument either raises an error with a message (never an internal
+    assert, a crash or a silent wrong answer; the sanitizer job runs this too) or, where it
+    is legal (strides, NaN/Inf), gives the reference's result."""
+    from test_fuzz_bad_input import (ERRORS, assert_same, bad_batch_sizes, noncontiguous,
+                                     other_dtype, wrong_shape)
+    cell, key, mutation = LN_CASES[case]
+    lstm = cell == "layer_norm_lstm"
+    rnd = random.Random(case)
+    proj, bs, w, norms, states = op_inputs(cell, torch.float64, H=3, batch_sizes=(3, 2, 2, 1))
+    a = dict(proj=proj.detach(), bs=bs, w=w.detach(), h0=states[0].detach(),
+             c0=states[1].detach() if lstm else None,
+             **dict(zip(["ln_hh_weight", "ln_hh_bias", "ln_c_weight", "ln_c_bias"],
+                        [n.detach() for n in norms] + [None, None])))
+    expect = "raise"
+    if mutation == "shape":
+        a[key] = wrong_shape(a[key], rnd)
+    elif mutation == "dtype":
+        a[key] = other_dtype(a[key], rnd)
+    elif mutation == "meta":
+        a[key] = a[key].to("meta")
+    elif mutation == "strides":
+        a[key] = noncontiguous(a[key], rnd)[0] if key != "bs" else \
+            torch.stack([bs, bs], 1)[:, 0]
+        expect = "match"
+    elif mutation == "nonfinite":
+        a[key] = a[key].clone()
+        a[key].view(-1)[rnd.randrange(a[key].numel())] = rnd.choice([float("nan"), float("inf")])
+        expect = "match"
+    elif mutation == "none":
+        if key in ("ln_hh_bias", "ln_c_bias"):
+            expect = "match"  # bias=False
+        a[key] = None
+    else:
+        a["bs"] = bad_batch_sizes(bs, rnd)[0]
+    try:
+        got = ln_call(cell, a)
+    except ERRORS as error:
+        assert expect == "raise", f"{type(error).__name__}: {error}"
+        assert str(error).strip() and "INTERNAL ASSERT" not in str(error)
+        return
+    assert expect == "match", "a malformed argument was accepted"
+    c_norms = [a["ln_c_weight"], a["ln_c_bias"]] if lstm else [None, None]
+    want = reference.layer_norm_direction(cell, a["proj"], a["bs"], a["w"], a["ln_hh_weight"],
+                                          a["ln_hh_bias"], *c_norms, a["h0"], a["c0"], False)
+    assert_same(got[:-1], [x for x in want if x is not None], 1e-10)
