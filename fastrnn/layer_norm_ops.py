@@ -74,29 +74,16 @@ def layer_norm_gru(input_proj: Tensor, batch_sizes: Tensor, weight_hh: Tensor,
     return output, h_n
 
 
-def _arguments(op, args: tuple) -> dict:
-    return {a.name: (args[i] if i < len(args) else a.default_value)
-            for i, a in enumerate(op._schema.arguments)}
-
-
-def _check_batch_sizes(batch_sizes, data: Tensor) -> None:
-    torch._check(
-        isinstance(batch_sizes, Tensor)
-        and (batch_sizes.device.type == "cpu" or data.device.type == "meta"),
-        lambda: "fastrnn: batch_sizes must be a 1-D int64 tensor on the CPU "
-        "(as in PackedSequence)")
-
-
 def _forward_fake(cell: str, *args):
     gates, saved, stats, has_cell = LAYER_NORM_CELLS[cell]
-    a = _arguments(_FORWARD_OPS[cell], args)
+    a = ops._arguments(_FORWARD_OPS[cell], args)
     input_proj, weight_hh, h0 = a["input_proj"], a["weight_hh"], a["h0"]
     required = {"input_proj": input_proj, "weight_hh": weight_hh, "h0": h0,
                 "ln_hh_weight": a["ln_hh_weight"]}
     if has_cell:
         required.update(c0=a["c0"], ln_c_weight=a["ln_c_weight"])
     ops._check_defined(**required)
-    _check_batch_sizes(a["batch_sizes"], input_proj)
+    ops._check_batch_sizes(a["batch_sizes"], input_proj)
     # One meta tensor among real ones sends the call here: refuse mixed devices rather than
     # return uninitialised results (as fastrnn.ops' fakes).
     others = {k: v for k, v in a.items() if k not in ("batch_sizes", "weight_hh", "reverse",
@@ -112,22 +99,21 @@ def _forward_fake(cell: str, *args):
         lambda: f"fastrnn: input_proj must have shape [total_tokens, {gates * hidden}], "
         f"got {list(input_proj.shape)}")
     tokens = input_proj.shape[0]
-    wdtype = torch.float32 if input_proj.dtype in (torch.bfloat16, torch.float16) \
-        else input_proj.dtype
     workspace = input_proj.new_empty(
-        (tokens if a["keep_workspace"] else 0, saved * hidden + stats), dtype=wdtype)
+        (tokens if a["keep_workspace"] else 0, saved * hidden + stats),
+        dtype=ops._workspace_dtype(input_proj.dtype))
     states = [torch.empty_like(h0) for _ in range(2 if has_cell else 1)]
     return (input_proj.new_empty((tokens, hidden)), *states, workspace)
 
 
 def _backward_fake(cell: str, *args):
     has_cell = LAYER_NORM_CELLS[cell][3]
-    a = _arguments(_BACKWARD_OPS[cell], args)
+    a = ops._arguments(_BACKWARD_OPS[cell], args)
     weight_hh, h0 = a["weight_hh"], a["h0"]
     tensors = {k: v for k, v in a.items() if k not in ("batch_sizes", "reverse")}
     ops._check_defined(**{k: v for k, v in tensors.items() if not k.startswith("ln_")
                           or k.endswith("weight")})
-    _check_batch_sizes(a["batch_sizes"], a["grad_output"])
+    ops._check_batch_sizes(a["batch_sizes"], a["grad_output"])
     del tensors["weight_hh"]
     ops._check_same_device(weight_hh, **tensors)
     grads = [weight_hh.new_empty((a["grad_output"].shape[0], weight_hh.shape[0])),
