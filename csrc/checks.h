@@ -1,4 +1,4 @@
-// Argument checks shared by the op glue (csrc/ops.cpp, csrc/layer_norm_ops.cpp): each
+// Argument checks shared by the op glue (csrc/ops.cpp, layer.cpp, layer_norm_ops.cpp): each
 // names the argument and what was expected, as TORCH_CHECK errors.
 #pragma once
 
@@ -7,6 +7,8 @@
 
 #include <initializer_list>
 #include <utility>
+
+#include "cells.h"
 
 namespace fastrnn {
 
@@ -36,6 +38,18 @@ inline void check_like(const at::Tensor& t, const char* name, const at::Tensor& 
               ref.scalar_type(), " (that of weight_hh), got ", t.scalar_type());
   TORCH_CHECK(t.device() == ref.device(), "fastrnn: ", name, " must be on ", ref.device(),
               " (the device of weight_hh), got ", t.device());
+}
+
+// Checks weight_hh ([G*H, H], floating, H >= 1) and returns the hidden size H.
+inline int64_t check_weight_hh(CellKind kind, const at::Tensor& weight_hh) {
+  const int64_t G = cell_info(kind).gates;
+  check_floating(weight_hh, "weight_hh");
+  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
+              "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
+              "*hidden_size, hidden_size], got ", weight_hh.sizes());
+  const int64_t H = weight_hh.size(1);
+  TORCH_CHECK(H >= 1, "fastrnn: hidden_size (weight_hh.size(1)) must be at least 1, got ", H);
+  return H;
 }
 
 }  // namespace fastrnn

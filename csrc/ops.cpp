@@ -28,18 +28,6 @@ namespace fastrnn {
 
 namespace {
 
-// Checks weight_hh ([G*H, H], floating, H >= 1) and returns the hidden size H.
-int64_t check_weight_hh(CellKind kind, const at::Tensor& weight_hh) {
-  const int64_t G = cell_info(kind).gates;
-  check_floating(weight_hh, "weight_hh");
-  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.size(0) == G * weight_hh.size(1),
-              "fastrnn: weight_hh of ", cell_name(kind), " must have shape [", G,
-              "*hidden_size, hidden_size], got ", weight_hh.sizes());
-  const int64_t H = weight_hh.size(1);
-  TORCH_CHECK(H >= 1, "fastrnn: hidden_size (weight_hh.size(1)) must be at least 1, got ", H);
-  return H;
-}
-
 // zoneout (if given): [tokens, K*H] like weight_hh, K = 2 with a cell state, else 1.
 void check_zoneout(CellKind kind, const c10::optional<at::Tensor>& zoneout,
                    const at::Tensor& weight_hh, int64_t tokens, int64_t H) {

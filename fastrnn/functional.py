@@ -77,7 +77,10 @@ def zoneout_mask(p: float, training: bool, tokens: int, width: int, like: Tensor
 
 def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[Optional[Tensor]],
                h0: Tensor, c0: Optional[Tensor], reverse: bool, plain: bool,
-               zoneout: Optional[Tensor] = None):
+               zoneout: Optional[Tensor] = None, layer_op: bool = False):
+    """One layer and direction: ``plain`` in plain torch ops (reference), ``layer_op`` (eager
+    calls) by the layer op (ops.layer, whose output is a fresh tensor), else by the input
+    projection and the cell's op (with its recompute recipe)."""
     weight_ih, weight_hh, bias_ih, bias_hh, weight_hr = weights
     # recurrence(input_proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, recompute)
     # (zoneout: the keep weights, or None)
@@ -91,6 +94,9 @@ def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[O
         def recurrence(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, recompute):
             return (*getattr(ops, cell)(proj, batch_sizes, weight_hh, bias_hh, h0, reverse,
                                         recompute, zoneout), None)
+    if weight_hr is None and layer_op:
+        return ops.layer(cell, data, batch_sizes, weight_ih, bias_ih, weight_hh, bias_hh, h0, c0,
+                         reverse, zoneout)
     if weight_hr is not None:
         return _projected_lstm(data, weight_ih, bias_ih, batch_sizes, weight_hh, bias_hh,
                                weight_hr, h0, c0, reverse, recurrence)
@@ -130,6 +136,8 @@ def rnn_stack(
     per_direction = (4 if has_bias else 2) + (1 if proj_size > 0 else 0)
     has_cell = ops.CELLS[cell][2]
     plain = _plain_ops_needed()
+    # Eager calls (not compiled, traced or transformed) run the layer ops, autograd in C++.
+    layer_op = not plain and ops._eager()
 
     def direction(index, layer_input, reverse):
         weights = list(flat_weights[index * per_direction:(index + 1) * per_direction])
@@ -143,9 +151,11 @@ def rnn_stack(
             mask = zoneout_mask(zoneout, training, data.shape[0], states * weights[1].shape[1],
                                 weights[1])
         return _direction(cell, layer_input, batch_sizes, weights, h0[index],
-                          None if c0 is None else c0[index], reverse, plain, mask)
+                          None if c0 is None else c0[index], reverse, plain, mask,
+                          layer_op)
 
-    return stack_layers(direction, data, num_layers, bidirectional, dropout, training, has_cell)
+    return stack_layers(direction, data, num_layers, bidirectional, dropout, training, has_cell,
+                        fresh_outputs=layer_op and proj_size == 0)
 
 
 def _stack(states: List[Tensor]) -> Tensor:
@@ -154,10 +164,12 @@ def _stack(states: List[Tensor]) -> Tensor:
 
 
 def stack_layers(direction, data: Tensor, num_layers: int, bidirectional: bool, dropout: float,
-                 training: bool, has_cell: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+                 training: bool, has_cell: bool,
+                 fresh_outputs: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """Layers and directions: ``direction(index, layer_input, reverse) -> (output, h, c)``
     runs layer/direction ``index`` (``layer * num_directions + direction``); dropout between
-    layers, directions concatenated. Returns ``(output_data, h_n, c_n)`` as rnn_stack."""
+    layers, directions concatenated. Returns ``(output_data, h_n, c_n)`` as rnn_stack.
+    ``fresh_outputs``: direction's outputs are not saved for its backward (no copy needed)."""
     num_directions = 2 if bidirectional else 1
     layer_input = data
     h_n, c_n = [], []
@@ -171,7 +183,8 @@ def stack_layers(direction, data: Tensor, num_layers: int, bidirectional: bool, 
         layer_input = outputs[0] if num_directions == 1 else torch.cat(outputs, dim=1)
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, p=dropout, training=True)
-    if num_directions == 1 and (layer_input.requires_grad or torch.jit.is_tracing()):
+    if num_directions == 1 and not fresh_outputs and (layer_input.requires_grad
+                                                      or torch.jit.is_tracing()):
         # The op saved this very tensor for backward; torch.nn returns a fresh one that
         # callers may change in place (out += residual, relu_), so they get a copy (always
         # in a trace, whose graph must not depend on the grad mode it was traced in).

@@ -33,7 +33,8 @@ from . import _compat, reference
 from .cells import CELLS  # cell -> (gates G, saved values per unit, has a cell state c)
 from .cells import ZONEOUT_SAVED  # cell -> saved values per unit with zoneout
 
-__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "Recompute", "CELLS"]
+__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "layer", "input_projection", "Recompute",
+           "CELLS"]
 
 
 def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:
@@ -133,6 +134,21 @@ def input_projection(data: Tensor, weight_ih: Tensor, bias_ih: Optional[Tensor])
     return torch.addmm(bias_ih, data, weight_ih.t())
 
 
+def layer(cell: str, input: Tensor, batch_sizes: Tensor, weight_ih: Tensor,
+          bias_ih: Optional[Tensor], weight_hh: Tensor, bias_hh: Optional[Tensor], h0: Tensor,
+          c0: Optional[Tensor], reverse: bool = False,
+          zoneout: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """One layer in one direction, its input projection included: ``torch.ops.fastrnn.
+    <cell>_layer``, whose autograd is C++ (csrc/layer.cpp). Returns ``(output, h_n, c_n)``,
+    ``c_n`` None without a cell state. The same results as ``input_projection`` followed by
+    the cell's function; the eager path of the modules (functional.rnn_stack)."""
+    has_cell = CELLS[cell][2]
+    states = (h0, c0) if has_cell else (h0,)
+    results = _LAYER_OPS[cell](input, batch_sizes, weight_ih, bias_ih, weight_hh, bias_hh,
+                               *states, reverse, zoneout)
+    return results[0], results[1], (results[2] if has_cell else None)
+
+
 class Recompute(NamedTuple):
     """How an op's ``input_proj`` is computed again, ``fn(*args)``, for double backward
     (``recompute=`` of the ops). The op keeps only the recurrence's own results, and keeping
@@ -180,6 +196,7 @@ def _check_batch_sizes(batch_sizes: Optional[Tensor], data: Tensor) -> None:
 
 _FORWARD_OPS = {cell: getattr(torch.ops.fastrnn, f"{cell}_forward").default for cell in CELLS}
 _BACKWARD_OPS = {cell: getattr(torch.ops.fastrnn, f"{cell}_backward").default for cell in CELLS}
+_LAYER_OPS = {cell: getattr(torch.ops.fastrnn, f"{cell}_layer").default for cell in CELLS}
 # cell -> the autograd.Function of the eager path (_call), made by _register.
 _AUTOGRAD = {}
 
@@ -356,6 +373,46 @@ def _double_backward_error(cell: str) -> RuntimeError:
         "fastrnn's modules and rnn_stack do), outside torch.compile and torch.jit.trace")
 
 
+def _layer_fake(cell: str, *args):
+    a = _arguments(_LAYER_OPS[cell], args)
+    _check_defined(input=a["input"], weight_ih=a["weight_ih"])
+    _check_same_device(a["weight_hh"], input=a["input"], weight_ih=a["weight_ih"],
+                       bias_ih=a["bias_ih"])
+    proj = input_projection(a["input"], a["weight_ih"], a["bias_ih"])
+    states = (a["h0"], a["c0"]) if CELLS[cell][2] else (a["h0"],)
+    results = _FORWARD_OPS[cell](proj, a["batch_sizes"], a["weight_hh"], a["bias_hh"], *states,
+                                 a["reverse"], False, a["zoneout"])
+    return [results[0].clone(), *results[1:-1]]
+
+
+def _layer_grads_by_recomputation(cell: str, inputs: list, grads: list, reverse: bool,
+                                  needs: list) -> list:
+    """The kernel of ``fastrnn::layer_grads_by_recomputation`` (csrc/layer.cpp): a layer op's
+    double backward, the gradients of its ``inputs`` (those of ``needs``; the others come
+    back empty) as differentiable functions, by recomputing the layer in plain ops."""
+    input, batch_sizes, weight_ih, bias_ih, weight_hh, bias_hh, h0, c0, zoneout = inputs
+    device = weight_hh.device.type
+    with torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext():
+        proj = input_projection(input, weight_ih, bias_ih)
+        results = reference.direction(cell, proj, batch_sizes, weight_hh, bias_hh, h0, c0,
+                                      reverse, zoneout)
+    wanted = [i for i, need in enumerate(needs) if need and inputs[i].requires_grad]
+    pairs = [(r, g) for r, g in zip(results, grads) if r is not None and g is not None]
+    got = {}
+    if wanted and pairs:
+        got = dict(zip(wanted, torch.autograd.grad(
+            [r for r, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs],
+            create_graph=True, allow_unused=True)))
+    return [(torch.zeros_like(t) if got.get(i) is None else got[i]) if need
+            else weight_hh.new_empty(0) for i, (t, need) in enumerate(zip(inputs, needs))]
+
+
+# The Python kernel of the layer ops' double backward (called from their C++ autograd).
+_LIBRARY = torch.library.Library("fastrnn", "IMPL")
+_LIBRARY.impl("layer_grads_by_recomputation", _layer_grads_by_recomputation,
+              "CompositeImplicitAutograd")
+
+
 def _backward_by_recomputation(cell: str, ctx, grads):
     """The gradients as a differentiable function of the op's inputs: the layer is
     recomputed in plain torch ops (fastrnn.reference) and differentiated with
@@ -386,3 +443,4 @@ def _backward_by_recomputation(cell: str, ctx, grads):
 
 for _cell in CELLS:
     _register(_cell)
+    torch.library.register_fake(f"fastrnn::{_cell}_layer")(partial(_layer_fake, _cell))
