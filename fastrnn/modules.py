@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _compat
+from . import _compat, ops
 from .functional import rnn_stack
 
 __all__ = ["LSTM", "GRU", "RNN", "convert", "to_torch"]
@@ -249,11 +249,26 @@ class _FusedRNNBase(nn.RNNBase):
     def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
         return False
 
+    def permute_hidden(self, hx, permutation):
+        # torch.nn's index_select, with a gather as its backward in eager calls (ops).
+        if permutation is None or not ops._eager():
+            return super().permute_hidden(hx, permutation)
+        if self.mode == "LSTM":
+            return (_permute(hx[0], permutation), _permute(hx[1], permutation))
+        return _permute(hx, permutation)
+
     def _pack_hidden(self, hidden):
         return hidden[0]
 
     def _unbatch_hidden(self, hidden):
         return hidden.squeeze(1)
+
+
+def _permute(state: Tensor, permutation: Tensor) -> Tensor:
+    # A state of the wrong rank gets torch.nn's own call (and its error, further on).
+    if isinstance(state, Tensor) and state.dim() == 3:
+        return ops.permute_batch(state, permutation)
+    return state.index_select(1, permutation)
 
 
 class _SingleStateMixin:

@@ -33,8 +33,8 @@ from . import _compat, reference
 from .cells import CELLS  # cell -> (gates G, saved values per unit, has a cell state c)
 from .cells import ZONEOUT_SAVED  # cell -> saved values per unit with zoneout
 
-__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "layer", "input_projection", "Recompute",
-           "CELLS"]
+__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "layer", "input_projection", "permute_batch",
+           "Recompute", "CELLS"]
 
 
 def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:
@@ -147,6 +147,13 @@ def layer(cell: str, input: Tensor, batch_sizes: Tensor, weight_ih: Tensor,
     results = _LAYER_OPS[cell](input, batch_sizes, weight_ih, bias_ih, weight_hh, bias_hh,
                                *states, reverse, zoneout)
     return results[0], results[1], (results[2] if has_cell else None)
+
+
+def permute_batch(states: Tensor, indices: Tensor) -> Tensor:
+    """``states.index_select(1, indices)`` (torch.nn's permute_hidden) whose backward, when
+    ``indices`` is a permutation, is the gather by its inverse rather than index_select's
+    index_add into zeros (~175 us for one AG News state on the CPU): csrc/batch_order.cpp."""
+    return torch.ops.fastrnn.permute_batch.default(states, indices)
 
 
 class Recompute(NamedTuple):
@@ -441,6 +448,8 @@ def _backward_by_recomputation(cell: str, ctx, grads):
     return (found[0], None, *found[1:], None, None, None)
 
 
+torch.library.register_fake("fastrnn::permute_batch")(
+    lambda states, indices: states.index_select(1, indices))
 for _cell in CELLS:
     _register(_cell)
     torch.library.register_fake(f"fastrnn::{_cell}_layer")(partial(_layer_fake, _cell))

@@ -219,3 +219,30 @@ def test_bad_input_is_a_clear_error(name, args, message, grad):
     args = [a.clone().requires_grad_(grad and a.is_floating_point()) for a in args]
     with pytest.raises(RuntimeError, match=re.escape(message)):
         torch.ops.fastrnn.lstm_layer(*args, False)
+
+
+@pytest.mark.parametrize("indices", [[2, 0, 3, 1], [1, 1, 0, 3]], ids=["permutation", "repeats"])
+@pytest.mark.parametrize("mode", ["grad", "no_grad", "inference_mode"])
+def test_permute_batch_is_index_select(indices, mode):
+    # A permutation's backward is the gather by its inverse; other indices keep
+    # index_select's own backward. Double backward works either way.
+    indices = torch.tensor(indices)
+    states = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    want = states.index_select(1, indices)
+    context = {"grad": torch.enable_grad, "no_grad": torch.no_grad,
+               "inference_mode": torch.inference_mode}[mode]
+    with context():
+        got = ops.permute_batch(states, indices)
+    torch.testing.assert_close(got, want.detach() if mode != "grad" else want, rtol=0, atol=0)
+    if mode == "grad":
+        assert torch.autograd.gradcheck(lambda s: ops.permute_batch(s, indices), states)
+        assert torch.autograd.gradgradcheck(lambda s: ops.permute_batch(s, indices), states)
+    torch.library.opcheck(torch.ops.fastrnn.permute_batch.default, (states, indices),
+                          test_utils=("test_schema", "test_autograd_registration",
+                                      "test_faketensor"))
+
+
+def test_permute_batch_bad_states():
+    with pytest.raises(RuntimeError, match=re.escape("permute_batch: states must have shape "
+                                                     "[layers * directions, batch, hidden_size]")):
+        ops.permute_batch(torch.randn(4, 3), torch.tensor([1, 0, 2, 3]))
