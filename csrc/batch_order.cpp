@@ -35,18 +35,20 @@ Tensor inverse_permutation(const Tensor& indices, int64_t n) {
   return inverse;
 }
 
+// `indices` must be a permutation of [0, states.size(1)) on the CPU (permute_batch checks).
 class PermuteBatch : public torch::autograd::Function<PermuteBatch> {
  public:
-  static Tensor forward(AutogradContext* ctx, const Tensor& states, const Tensor& indices,
-                        const Tensor& inverse) {
-    ctx->save_for_backward({indices, inverse});
+  static Tensor forward(AutogradContext* ctx, const Tensor& states, const Tensor& indices) {
+    // Only the indices are kept (as index_select keeps them); the inverse is rebuilt.
+    ctx->save_for_backward({indices});
     return states.index_select(1, indices);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list saved = ctx->get_saved_variables();
+    const Tensor indices = ctx->get_saved_variables()[0];
+    const Tensor inverse = inverse_permutation(indices, indices.numel());
     // A differentiable gather: double backward goes through index_select's own formula.
-    return {grads[0].index_select(1, saved[1]), Tensor(), Tensor()};
+    return {grads[0].index_select(1, inverse.to(grads[0].device())), Tensor()};
   }
 };
 
@@ -57,9 +59,9 @@ void check_states(const Tensor& states) {
 
 Tensor permute_batch(const Tensor& states, const Tensor& indices) {
   check_states(states);
-  if (at::GradMode::is_enabled() && states.requires_grad()) {
-    const Tensor inverse = inverse_permutation(indices, states.size(1));
-    if (inverse.defined()) return PermuteBatch::apply(states, indices, inverse);
+  if (at::GradMode::is_enabled() && states.requires_grad() &&
+      inverse_permutation(indices, states.size(1)).defined()) {
+    return PermuteBatch::apply(states, indices);
   }
   return states.index_select(1, indices);  // index_select's autograd, if any
 }
