@@ -265,8 +265,10 @@ class _FusedRNNBase(nn.RNNBase):
 
 
 def _permute(state: Tensor, permutation: Tensor) -> Tensor:
-    # A state of the wrong rank gets torch.nn's own call (and its error, further on).
-    if isinstance(state, Tensor) and state.dim() == 3:
+    # Without a gradient to come, or for a state of the wrong rank (whose error torch.nn
+    # raises further on), torch.nn's own call.
+    if isinstance(state, Tensor) and state.dim() == 3 and state.requires_grad \
+            and torch.is_grad_enabled():
         return ops.permute_batch(state, permutation)
     return state.index_select(1, permutation)
 
