@@ -1,6 +1,6 @@
 """Module level on the CPU: a user's step with fastrnn.X vs torch.nn.X, interleaved, in one run.
 
-    python benchmarks/bench_module_cpu.py [--threads 2] [--rounds 30] [--json out.json]
+    python benchmarks/bench_module_cpu.py [--threads 2] [--rounds 30] [--repeats 1] [--json out.json]
 
 A step is what the AG News classifier does with its recurrent layer (fastrnn/agnews/models.py):
 ``pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)`` of the
@@ -16,7 +16,9 @@ hidden 512) runs the 1-layer LSTM training step packed and padded.
 Timing: torch.utils.benchmark.Timer.timeit blocks of each case (~25 ms each) alternate
 round by round, fastrnn and torch.nn next to each other, so load changes on the shared
 machine hit both; reported are the median block time of each side and the median over
-rounds of the per-round ratio torch / fastrnn.
+rounds of the per-round ratio torch / fastrnn. ``--repeats R`` runs every case R times in turn
+(rounds / R rounds each time), so that minute-long load changes of the shared machine spread
+over all cases; the report adds the lowest and highest ratio of the R runs.
 """
 import argparse
 import json
@@ -89,8 +91,8 @@ def step_fn(module, batches, layout, train):
     return run
 
 
-def interleaved(fns, rounds, block_s=0.025):
-    """Median block time (ms per call) of each fn and per-round ratios fns[1]/fns[0]."""
+def timers_for(fns, block_s=0.025):
+    """A warm torch.utils.benchmark Timer per fn and its number of calls per ~block_s block."""
     timers, numbers = [], []
     for fn in fns:
         fn()
@@ -99,18 +101,22 @@ def interleaved(fns, rounds, block_s=0.025):
         once = timer.timeit(3).median
         timers.append(timer)
         numbers.append(max(1, int(block_s / once)))
-    times = [[] for _ in fns]
+    return timers, numbers
+
+
+def interleaved(timers, numbers, rounds):
+    """Block times (ms per call) of each timer, round by round, alternating."""
+    times = [[] for _ in timers]
     for _ in range(rounds):
         for i, timer in enumerate(timers):
             times[i].append(timer.timeit(numbers[i]).median * 1e3)
-    ratios = [b / a for a, b in zip(times[0], times[1])]
-    return [statistics.median(t) for t in times], statistics.median(ratios)
+    return times
 
 
-def run(shape, cases, passes, rounds, seed=0):
+def run(shape, cases, passes, rounds, seed=0, repeats=1):
     cfg = SHAPES[shape]
     batches = make_batches(cfg, 4 if shape == "agnews" else 1, seed)
-    rows = []
+    jobs = []  # (case, pass, torch layout, timers, numbers)
     for case in cases:
         cls, kwargs, torch_layout = CASES[case]
         torch.manual_seed(seed)
@@ -122,16 +128,29 @@ def run(shape, cases, passes, rounds, seed=0):
             if case == "lstm_vs_padded" and pass_ == "infer":
                 continue
             train = pass_ == "train"
-            (ms_ours, ms_ref), ratio = interleaved(
+            jobs.append((case, pass_, torch_layout, *timers_for(
                 [step_fn(ours, batches, "packed", train),
-                 step_fn(ref, batches, torch_layout, train)], rounds)
-            target = (TARGETS if shape == "agnews" else LARGE_TARGETS).get((case, pass_))
-            row = dict(shape=shape, case=case, pass_=pass_, torch_layout=torch_layout,
-                       batches_per_call=len(batches), fastrnn_ms=ms_ours, torch_ms=ms_ref,
-                       speedup=ratio, target=target,
-                       met=None if target is None else ratio >= target)
-            rows.append(row)
-            print_row(row)
+                 step_fn(ref, batches, torch_layout, train)])))
+    times = {job[:2]: ([], [], []) for job in jobs}  # ours, torch, per-repeat ratios
+    for _ in range(repeats):
+        for case, pass_, _, timers, numbers in jobs:
+            ours_ms, torch_ms = interleaved(timers, numbers, max(1, rounds // repeats))
+            kept = times[(case, pass_)]
+            kept[0].extend(ours_ms)
+            kept[1].extend(torch_ms)
+            kept[2].append(statistics.median(b / a for a, b in zip(ours_ms, torch_ms)))
+    rows = []
+    for case, pass_, torch_layout, _, _ in jobs:
+        ours_ms, torch_ms, runs = times[(case, pass_)]
+        ratio = statistics.median(b / a for a, b in zip(ours_ms, torch_ms))
+        target = (TARGETS if shape == "agnews" else LARGE_TARGETS).get((case, pass_))
+        row = dict(shape=shape, case=case, pass_=pass_, torch_layout=torch_layout,
+                   batches_per_call=len(batches), fastrnn_ms=statistics.median(ours_ms),
+                   torch_ms=statistics.median(torch_ms), speedup=ratio,
+                   speedup_low=min(runs), speedup_high=max(runs), repeats=repeats,
+                   target=target, met=None if target is None else ratio >= target)
+        rows.append(row)
+        print_row(row)
     return rows
 
 
@@ -146,6 +165,8 @@ def main():
     parser.add_argument("--passes", nargs="+", default=["train", "infer"],
                         choices=["train", "infer"])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run every case this many times in turn (rounds split over them)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
@@ -162,7 +183,7 @@ def main():
             c for c in args.cases if c in ("lstm", "lstm_vs_padded")]
         passes = args.passes if shape == "agnews" else ["train"]
         rows += run(shape, cases, passes, args.rounds if shape == "agnews" else
-                    max(5, args.rounds // 3))
+                    max(5, args.rounds // 3), repeats=args.repeats)
     info["load_avg_end"] = os.getloadavg()
     if args.json:
         with open(args.json, "w") as f:

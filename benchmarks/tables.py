@@ -81,15 +81,17 @@ def agnews_table(reports: List[dict]) -> str:
 
 
 MODULE_STEP_HEADER = ("| shape | case | pass | torch layout | fastrnn ms | torch ms | speed-up "
-                      "| target |\n|---|---|---|---|---:|---:|---:|---|")
+                      "| runs' range | target |\n|---|---|---|---|---:|---:|---:|---|---|")
 
 
 def module_step_row(row: dict) -> str:
     target = "" if row["target"] is None else (
         f"{row['target']}x {'met' if row['met'] else 'NOT met'}")
+    spread = (f"{row['speedup_low']:.2f}-{row['speedup_high']:.2f}x ({row['repeats']} runs)"
+              if row.get("repeats", 1) > 1 else "")
     return (f"| {row['shape']} | {row['case']} | {row['pass_']} | {row['torch_layout']} "
             f"| {row['fastrnn_ms']:.3f} | {row['torch_ms']:.3f} | {row['speedup']:.2f}x "
-            f"| {target} |")
+            f"| {spread} | {target} |")
 
 
 def module_step_table(*reports: dict) -> str:
