@@ -155,8 +155,10 @@ def test_opcheck(cell):
     inputs = layer_inputs(cell, torch.float32)
     has_cell = CELLS[cell][2]
     args = (*inputs[:7], *((inputs[7],) if has_cell else ()), False)
-    # test_aot_dispatch_dynamic: AOTAutograd does not trace the C++ autograd of an op called
-    # eagerly only (torch.compile and torch.export see the cell's op, functional.rnn_stack).
+    # Not test_aot_dispatch_dynamic: the op's C++ autograd reads concrete sizes and
+    # batch_sizes' values, which AOTAutograd's symbolic tracing cannot give ("Cannot call
+    # numel() on tensor with symbolic sizes"). The op serves eager calls only; torch.compile
+    # and torch.export see the cell's ops (functional.rnn_stack), which pass it.
     torch.library.opcheck(getattr(torch.ops.fastrnn, f"{cell}_layer").default, args,
                           test_utils=("test_schema", "test_autograd_registration",
                                       "test_faketensor"))
