@@ -30,6 +30,18 @@ using torch::autograd::variable_list;
 
 OptTensor optional(const Tensor& t) { return t.defined() ? OptTensor(t) : c10::nullopt; }
 
+// The ops `fastrnn::<cell><suffix>` of every cell, in CellKind order (looked up once each,
+// not on every call).
+std::vector<c10::OperatorHandle> cell_ops(const char* suffix) {
+  std::vector<c10::OperatorHandle> handles;
+  for (int i = 0; i < kCellCount; ++i) {
+    const std::string name =
+        std::string("fastrnn::") + cell_name(static_cast<CellKind>(i)) + suffix;
+    handles.push_back(c10::Dispatcher::singleton().findSchemaOrThrow(name.c_str(), ""));
+  }
+  return handles;
+}
+
 // The recurrence ops (csrc/ops.cpp) through the dispatcher: any device's kernels.
 struct Recurrence {
   Tensor output, h_n, c_n, workspace;
@@ -38,8 +50,8 @@ struct Recurrence {
 Recurrence run_forward(CellKind kind, const Tensor& proj, const Tensor& batch_sizes,
                        const Tensor& weight_hh, const Tensor& bias_hh, const Tensor& h0,
                        const Tensor& c0, bool reverse, bool keep, const Tensor& zoneout) {
-  const std::string name = std::string("fastrnn::") + cell_name(kind) + "_forward";
-  auto handle = c10::Dispatcher::singleton().findSchemaOrThrow(name.c_str(), "");
+  static const std::vector<c10::OperatorHandle> ops = cell_ops("_forward");
+  const c10::OperatorHandle& handle = ops[static_cast<int>(kind)];
   if (cell_info(kind).has_cell) {
     auto [out, h, c, ws] =
         handle.typed<std::tuple<Tensor, Tensor, Tensor, Tensor>(
@@ -66,8 +78,8 @@ RecurrenceGrads run_backward(CellKind kind, const Tensor& grad_output, const Ten
                              const Tensor& weight_hh, const Tensor& h0, const Tensor& c0,
                              const Tensor& output, const Tensor& workspace, bool reverse,
                              const Tensor& zoneout) {
-  const std::string name = std::string("fastrnn::") + cell_name(kind) + "_backward";
-  auto handle = c10::Dispatcher::singleton().findSchemaOrThrow(name.c_str(), "");
+  static const std::vector<c10::OperatorHandle> ops = cell_ops("_backward");
+  const c10::OperatorHandle& handle = ops[static_cast<int>(kind)];
   if (cell_info(kind).has_cell) {
     auto [gi, gw, gb, gh, gc] =
         handle.typed<std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>(
@@ -108,7 +120,7 @@ Tensor input_projection(CellKind kind, const Tensor& input, const Tensor& batch_
 
 // Indices of the tensors in LayerFunction's saved list and in its inputs.
 enum Saved { kInput, kBatchSizes, kWeightIh, kBiasIh, kWeightHh, kBiasHh, kH0, kC0, kZoneout,
-             kOutput, kWorkspace, kSavedCount };
+             kOutput, kWorkspace };
 
 // The gradients of the layer as a differentiable function of its inputs (create_graph=True):
 // `fastrnn::layer_grads_by_recomputation`, whose kernel is Python (reference ops).

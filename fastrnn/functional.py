@@ -82,6 +82,9 @@ def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[O
     calls) by the layer op (ops.layer, whose output is a fresh tensor), else by the input
     projection and the cell's op (with its recompute recipe)."""
     weight_ih, weight_hh, bias_ih, bias_hh, weight_hr = weights
+    if weight_hr is None and layer_op:
+        return ops.layer(cell, data, batch_sizes, weight_ih, bias_ih, weight_hh, bias_hh, h0, c0,
+                         reverse, zoneout)
     # recurrence(input_proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, recompute)
     # (zoneout: the keep weights, or None)
     if plain:
@@ -94,9 +97,6 @@ def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[O
         def recurrence(proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, recompute):
             return (*getattr(ops, cell)(proj, batch_sizes, weight_hh, bias_hh, h0, reverse,
                                         recompute, zoneout), None)
-    if weight_hr is None and layer_op:
-        return ops.layer(cell, data, batch_sizes, weight_ih, bias_ih, weight_hh, bias_hh, h0, c0,
-                         reverse, zoneout)
     if weight_hr is not None:
         return _projected_lstm(data, weight_ih, bias_ih, batch_sizes, weight_hh, bias_hh,
                                weight_hr, h0, c0, reverse, recurrence)

@@ -392,24 +392,39 @@ def _layer_fake(cell: str, *args):
     return [results[0].clone(), *results[1:-1]]
 
 
+def _recompute_direction(cell: str, project, batch_sizes: Tensor, weight_hh: Tensor,
+                         bias_hh: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
+                         reverse: bool, zoneout: Optional[Tensor]):
+    """The layer again in plain torch ops (fastrnn.reference), autocast off: ``(proj,
+    results)`` with ``proj = project()`` and ``results = (output, h_n, c_n)``."""
+    device = weight_hh.device.type
+    with torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext():
+        proj = project()
+        return proj, reference.direction(cell, proj, batch_sizes, weight_hh, bias_hh, h0, c0,
+                                         reverse, zoneout)
+
+
+def _grads_with_graph(results, grads, inputs, wanted) -> dict:
+    """``{i: gradient of inputs[i]}`` for i in ``wanted``, of the results weighted by
+    ``grads`` (None entries skipped), differentiable (create_graph); None where unused."""
+    pairs = [(r, g) for r, g in zip(results, grads) if r is not None and g is not None]
+    if not (wanted and pairs):
+        return {}
+    return dict(zip(wanted, torch.autograd.grad(
+        [r for r, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs],
+        create_graph=True, allow_unused=True)))
+
+
 def _layer_grads_by_recomputation(cell: str, inputs: list, grads: list, reverse: bool,
                                   needs: list) -> list:
     """The kernel of ``fastrnn::layer_grads_by_recomputation`` (csrc/layer.cpp): a layer op's
     double backward, the gradients of its ``inputs`` (those of ``needs``; the others come
     back empty) as differentiable functions, by recomputing the layer in plain ops."""
     input, batch_sizes, weight_ih, bias_ih, weight_hh, bias_hh, h0, c0, zoneout = inputs
-    device = weight_hh.device.type
-    with torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext():
-        proj = input_projection(input, weight_ih, bias_ih)
-        results = reference.direction(cell, proj, batch_sizes, weight_hh, bias_hh, h0, c0,
-                                      reverse, zoneout)
+    _, results = _recompute_direction(cell, lambda: input_projection(input, weight_ih, bias_ih),
+                                      batch_sizes, weight_hh, bias_hh, h0, c0, reverse, zoneout)
     wanted = [i for i, need in enumerate(needs) if need and inputs[i].requires_grad]
-    pairs = [(r, g) for r, g in zip(results, grads) if r is not None and g is not None]
-    got = {}
-    if wanted and pairs:
-        got = dict(zip(wanted, torch.autograd.grad(
-            [r for r, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs],
-            create_graph=True, allow_unused=True)))
+    got = _grads_with_graph(results, grads, inputs, wanted)
     return [(torch.zeros_like(t) if got.get(i) is None else got[i]) if need
             else weight_hh.new_empty(0) for i, (t, need) in enumerate(zip(inputs, needs))]
 
@@ -429,22 +444,15 @@ def _backward_by_recomputation(cell: str, ctx, grads):
     batch_sizes, weight_hh, *states, _, _, zoneout = saved[:_OWN_SAVED[cell]]
     bias_hh, *recompute_args = saved[_OWN_SAVED[cell]:]
     h0, c0 = states[0], (states[1] if has_cell else None)
-    device = weight_hh.device.type
-    with torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext():
-        proj = ctx.recompute(*recompute_args)
-        results = reference.direction(cell, proj, batch_sizes, weight_hh, bias_hh, h0, c0,
-                                      ctx.reverse, zoneout)
+    proj, results = _recompute_direction(cell, lambda: ctx.recompute(*recompute_args),
+                                         batch_sizes, weight_hh, bias_hh, h0, c0, ctx.reverse,
+                                         zoneout)
     # The op's differentiable inputs, in the order of its schema after batch_sizes.
     inputs = [proj, weight_hh, bias_hh, h0] + ([c0] if has_cell else [])
     needs = [ctx.needs_input_grad[0]] + list(ctx.needs_input_grad[2:len(inputs) + 1])
     wanted = [i for i, t in enumerate(inputs) if needs[i] and t is not None and t.requires_grad]
-    pairs = [(r, g) for r, g in zip(results, grads) if r is not None and g is not None]
-    found = [None] * len(inputs)
-    if wanted and pairs:
-        got = torch.autograd.grad([r for r, _ in pairs], [inputs[i] for i in wanted],
-                                  [g for _, g in pairs], create_graph=True, allow_unused=True)
-        for i, g in zip(wanted, got):
-            found[i] = g
+    got = _grads_with_graph(results, grads, inputs, wanted)
+    found = [got.get(i) for i in range(len(inputs))]
     return (found[0], None, *found[1:], None, None, None)
 
 
