@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _compat, ops
-from .functional import rnn_stack
+from .functional import MODE_TO_CELL, _plain_ops_needed, rnn_stack
 
 __all__ = ["LSTM", "GRU", "RNN", "convert", "to_torch"]
 
@@ -110,6 +110,9 @@ class _FusedRNNBase(nn.RNNBase):
             self._check_hx_structure(hx, isinstance(orig_input, PackedSequence))
         if isinstance(orig_input, PackedSequence):
             input, batch_sizes, sorted_indices, unsorted_indices = input
+            if self._stack_op_applies():
+                return self._packed_by_stack_op(input, batch_sizes, sorted_indices,
+                                                unsorted_indices, hx)
             is_batched = True
             if hx is None:
                 hx = self._zero_state(input, int(batch_sizes[0]))
@@ -207,14 +210,8 @@ class _FusedRNNBase(nn.RNNBase):
             batch_sizes = torch.full((steps if batch else 0,), batch, dtype=torch.int64,
                                      device="cpu")
             padded_shape = (steps, batch)
-        weights = self._weights()
-        autocast = (data.device.type in ("cpu", "cuda")
-                    and torch.is_autocast_enabled(data.device.type))
-        if autocast:
-            dtype = self._autocast_dtype(data.device.type, padded_shape is None)
-            data, h0 = data.to(dtype), h0.to(dtype)
-            c0 = None if c0 is None else c0.to(dtype)
-            weights = [w.to(dtype) for w in weights]
+        data, h0, c0, weights, autocast = self._autocast_inputs(data, h0, c0,
+                                                               padded_shape is None)
         with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
             output, h_n, c_n = self._stack(
                 self.mode, data, batch_sizes, h0, c0, weights, self.bias,
@@ -226,6 +223,46 @@ class _FusedRNNBase(nn.RNNBase):
             if self.batch_first:
                 output = output.transpose(0, 1)
         return output, (h_n, c_n)
+
+    def _autocast_inputs(self, data: Tensor, h0: Optional[Tensor], c0: Optional[Tensor],
+                         packed: bool):
+        """``(data, h0, c0, weights, autocast)``: the inputs and this call's weights
+        (_weights), cast to the dtype torch.nn computes in when autocast is on (autocast
+        True: the layers then run with it off)."""
+        weights = self._weights()
+        device = data.device.type
+        if not (device in ("cpu", "cuda") and torch.is_autocast_enabled(device)):
+            return data, h0, c0, weights, False
+        dtype = self._autocast_dtype(device, packed)
+        cast = [None if t is None else t.to(dtype) for t in (data, h0, c0)]
+        return (*cast, [w.to(dtype) for w in weights], True)
+
+    def _stack_op_applies(self) -> bool:
+        """Whether an eager call on packed data runs as one op, ops.rnn_stack (layers,
+        directions, zero states and the states' batch order in C++). Not under
+        torch.compile, jit.trace, torch.func or forward AD (functional.rnn_stack's plain
+        ops or registered ops), nor with proj_size, zoneout or another _stack."""
+        return (type(self)._stack is _FusedRNNBase._stack and not self.proj_size
+                and not self.zoneout and ops._eager() and not _plain_ops_needed())
+
+    def _packed_by_stack_op(self, data: Tensor, batch_sizes: Tensor,
+                            sorted_indices: Optional[Tensor],
+                            unsorted_indices: Optional[Tensor], hx):
+        """forward() on a PackedSequence by ops.rnn_stack (see _stack_op_applies)."""
+        if hx is not None:
+            # hx is in the caller's batch order; the packed rows are sorted.
+            hx = self.permute_hidden(hx, sorted_indices)
+            self.check_forward_args(data, hx, batch_sizes)
+        else:
+            self.check_input(data, batch_sizes)
+        h0, c0 = (hx if isinstance(hx, (tuple, list)) else (hx, None))
+        data, h0, c0, weights, autocast = self._autocast_inputs(data, h0, c0, True)
+        with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
+            output, *hidden = ops.rnn_stack(
+                MODE_TO_CELL[self.mode], data, batch_sizes, h0, c0, unsorted_indices, weights,
+                self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
+        return (PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices),
+                self._pack_hidden(hidden))
 
     def __prepare_scriptable__(self):
         # torch.jit.script cannot compile this forward: it scripts torch.nn's module in
@@ -250,8 +287,9 @@ class _FusedRNNBase(nn.RNNBase):
         return False
 
     def permute_hidden(self, hx, permutation):
-        # torch.nn's index_select, with a gather as its backward in eager calls (ops).
-        if permutation is None or not ops._eager():
+        # torch.nn's index_select, with a gather as its backward in eager calls (ops) that
+        # can take a custom autograd (not under forward AD, whose jvp it lacks).
+        if permutation is None or not ops._eager() or _plain_ops_needed():
             return super().permute_hidden(hx, permutation)
         if self.mode == "LSTM":
             return (_permute(hx[0], permutation), _permute(hx[1], permutation))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from functools import partial
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -33,8 +33,8 @@ from . import _compat, reference
 from .cells import CELLS  # cell -> (gates G, saved values per unit, has a cell state c)
 from .cells import ZONEOUT_SAVED  # cell -> saved values per unit with zoneout
 
-__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "layer", "input_projection", "permute_batch",
-           "Recompute", "CELLS"]
+__all__ = ["lstm", "gru", "rnn_tanh", "rnn_relu", "layer", "rnn_stack", "input_projection",
+           "permute_batch", "Recompute", "CELLS"]
 
 
 def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:
@@ -147,6 +147,21 @@ def layer(cell: str, input: Tensor, batch_sizes: Tensor, weight_ih: Tensor,
     results = _LAYER_OPS[cell](input, batch_sizes, weight_ih, bias_ih, weight_hh, bias_hh,
                                *states, reverse, zoneout)
     return results[0], results[1], (results[2] if has_cell else None)
+
+
+def rnn_stack(cell: str, data: Tensor, batch_sizes: Tensor, h0: Optional[Tensor],
+              c0: Optional[Tensor], unsorted_indices: Optional[Tensor], weights: List[Tensor],
+              has_bias: bool, num_layers: int, dropout: float, train: bool,
+              bidirectional: bool) -> List[Tensor]:
+    """A module's layers over packed data in one op (csrc/stack.cpp): the layer ops of every
+    layer and direction, dropout between layers. ``h0``/``c0``: ``[layers * directions,
+    batch, H]`` in the sorted order of the packed rows, or None for zeros; ``weights`` in
+    torch.nn's order, without projections. Returns ``[output, h_n(, c_n)]``, the states
+    permuted by ``unsorted_indices`` (permute_batch) when given. Eager calls only: its
+    kernel is C++ composed of ops with their own autograd (CompositeImplicitAutograd)."""
+    return torch.ops.fastrnn.rnn_stack.default(cell, data, batch_sizes, h0, c0,
+                                               unsorted_indices, weights, has_bias, num_layers,
+                                               dropout, train, bidirectional)
 
 
 def permute_batch(states: Tensor, indices: Tensor) -> Tensor:

@@ -671,6 +671,18 @@ def test_torch_func_transforms_and_forward_ad_match_torch(cell):
     with fwad.dual_level():
         tangents = [fwad.unpack_dual(m(fwad.make_dual(x, t))[0]).tangent for m in (ref, ours)]
     torch.testing.assert_close(tangents[1], tangents[0], **TOL[torch.float64])
+    # A packed batch in unsorted order: its states are permuted back (permute_hidden).
+    lengths = torch.tensor([2, 6, 4, 5, 1])
+    packed, tangent = (pack_padded_sequence(v, lengths, enforce_sorted=False) for v in (x, t))
+    with fwad.dual_level():
+        # (pack_padded_sequence itself has no forward AD formula)
+        dual = packed._replace(data=fwad.make_dual(packed.data, tangent.data))
+        results = [m(dual) for m in (ref, ours)]
+        tangents = [[fwad.unpack_dual(r).tangent for r in
+                     (out.data, *(state if isinstance(state, tuple) else (state,)))]
+                    for out, state in results]
+    for got, want in zip(*reversed(tangents)):
+        torch.testing.assert_close(got, want, **TOL[torch.float64])
 
 
 def test_double_backward_of_a_direct_op_call_is_a_clear_error():
