@@ -7,6 +7,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <vector>
 
 namespace fastrnn {
@@ -17,20 +18,19 @@ using at::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The inverse of `indices` if it is a permutation of [0, n) (on the CPU), else an undefined
-// tensor (CUDA keeps index_select's backward, an index_add kernel there).
-Tensor inverse_permutation(const Tensor& indices, int64_t n) {
+// The inverse of `indices` if it is a permutation of [0, n) (on the CPU), else nullopt (CUDA
+// keeps index_select's backward, an index_add kernel there).
+std::optional<std::vector<int64_t>> inverse_of(const Tensor& indices, int64_t n) {
   if (indices.device().type() != at::kCPU || indices.scalar_type() != at::kLong ||
       indices.dim() != 1 || indices.numel() != n) {
-    return Tensor();
+    return std::nullopt;
   }
   const Tensor idx = indices.contiguous();
   const int64_t* p = idx.const_data_ptr<int64_t>();
-  Tensor inverse = at::full({n}, -1, idx.options());
-  int64_t* q = inverse.data_ptr<int64_t>();
+  std::vector<int64_t> inverse(n, -1);
   for (int64_t i = 0; i < n; ++i) {
-    if (p[i] < 0 || p[i] >= n || q[p[i]] != -1) return Tensor();
-    q[p[i]] = i;
+    if (p[i] < 0 || p[i] >= n || inverse[p[i]] != -1) return std::nullopt;
+    inverse[p[i]] = i;
   }
   return inverse;
 }
@@ -46,7 +46,7 @@ class PermuteBatch : public torch::autograd::Function<PermuteBatch> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const Tensor indices = ctx->get_saved_variables()[0];
-    const Tensor inverse = inverse_permutation(indices, indices.numel());
+    const Tensor inverse = at::tensor(*inverse_of(indices, indices.numel()), indices.options());
     // A differentiable gather: double backward goes through index_select's own formula.
     return {grads[0].index_select(1, inverse.to(grads[0].device())), Tensor()};
   }
@@ -60,7 +60,7 @@ void check_states(const Tensor& states) {
 Tensor permute_batch(const Tensor& states, const Tensor& indices) {
   check_states(states);
   if (at::GradMode::is_enabled() && states.requires_grad() &&
-      inverse_permutation(indices, states.size(1)).defined()) {
+      inverse_of(indices, states.size(1)).has_value()) {
     return PermuteBatch::apply(states, indices);
   }
   return states.index_select(1, indices);  // index_select's autograd, if any
