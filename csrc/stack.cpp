@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cells.h"
@@ -96,6 +97,13 @@ std::vector<Tensor> rnn_stack(c10::string_view cell, const Tensor& data,
               " per layer and direction), got ", weights.size());
   TORCH_CHECK(has_cell == c0_opt.has_value() || !h0_opt.has_value(),
               "fastrnn: rnn_stack: c0 must be given with h0 for lstm, and only for lstm");
+  for (const auto& [state, name] : {std::pair{&h0_opt, "h0"}, std::pair{&c0_opt, "c0"}}) {
+    TORCH_CHECK(!state->has_value() ||
+                    ((*state)->dim() == 3 && (*state)->size(0) == num_layers * directions),
+                "fastrnn: rnn_stack: ", name, " must have shape [num_layers * num_directions=",
+                num_layers * directions, ", batch, hidden_size], got ",
+                state->has_value() ? (*state)->sizes() : at::IntArrayRef());
+  }
   const int64_t batch = h0_opt.has_value() ? -1 : packed_batch(batch_sizes);
 
   Tensor layer_input = data;

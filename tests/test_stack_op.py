@@ -173,6 +173,12 @@ def stack_args(**changes):
     (dict(batch_sizes=torch.tensor([4, 3, 2, 1], dtype=torch.int32)),
      "batch_sizes must be a 1-D int64 tensor on the CPU"),
     (dict(h0=torch.zeros(1, 4, 2, dtype=torch.float64)), "c0 must be given with h0 for lstm"),
+    (dict(h0=torch.zeros(2, 4, 2, dtype=torch.float64), c0=torch.zeros(2, 4, 2)),
+     r"h0 must have shape \[num_layers \* num_directions=1, batch, hidden_size\], "
+     r"got \[2, 4, 2\]"),
+    (dict(h0=torch.zeros(1, 4, 2, dtype=torch.float64), c0=torch.zeros(4, 2)),
+     r"c0 must have shape \[num_layers \* num_directions=1, batch, hidden_size\], "
+     r"got \[4, 2\]"),
 ])
 def test_bad_input(changes, message):
     with pytest.raises(RuntimeError, match=message):
