@@ -213,11 +213,16 @@ class _FusedRNNBase(nn.RNNBase):
         data, h0, c0, weights, autocast = self._autocast_inputs(data, h0, c0,
                                                                padded_shape is None)
         with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
-            output, h_n, c_n = self._stack(
-                self.mode, data, batch_sizes, h0, c0, weights, self.bias,
-                self.num_layers, self.dropout, self.training, self.bidirectional, self.proj_size,
-                self.zoneout,
-            )
+            if self._stack_op_applies():  # a padded batch (packed ones: forward)
+                output, h_n, *c_n = ops.rnn_stack(
+                    MODE_TO_CELL[self.mode], data, batch_sizes, h0, c0, None, weights,
+                    self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
+                c_n = c_n[0] if c_n else None
+            else:
+                output, h_n, c_n = self._stack(
+                    self.mode, data, batch_sizes, h0, c0, weights, self.bias, self.num_layers,
+                    self.dropout, self.training, self.bidirectional, self.proj_size,
+                    self.zoneout)
         if padded_shape is not None:
             output = output.view(*padded_shape, output.shape[-1])
             if self.batch_first:
@@ -238,8 +243,9 @@ class _FusedRNNBase(nn.RNNBase):
         return (*cast, [w.to(dtype) for w in weights], True)
 
     def _stack_op_applies(self) -> bool:
-        """Whether an eager call on packed data runs as one op, ops.rnn_stack (layers,
-        directions, zero states and the states' batch order in C++). Not under
+        """Whether an eager call runs its layers as one op, ops.rnn_stack (layers and
+        directions; on packed data also the zero states and the states' batch order, in
+        C++). Not under
         torch.compile, jit.trace, torch.func or forward AD (functional.rnn_stack's plain
         ops or registered ops), nor with proj_size, zoneout or another _stack."""
         return (type(self)._stack is _FusedRNNBase._stack and not self.proj_size

@@ -1,5 +1,5 @@
 """The stack op (``torch.ops.fastrnn.rnn_stack``, csrc/stack.cpp: a module's layers, zero
-states and the states' batch order in one C++ op, the modules' eager path on packed input)
+states and the states' batch order in one C++ op, the modules' eager path)
 against fastrnn.functional.rnn_stack, the Python path of compiled, traced and transformed calls
 (whose parity with torch.nn the other tests prove); when the modules take it; bad input."""
 import pytest
@@ -113,18 +113,23 @@ def count_stack_op_calls(monkeypatch):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_eager_packed_calls_take_it(mode, monkeypatch):
+@pytest.mark.parametrize("layout", ["packed", "padded"])
+def test_eager_calls_take_it(mode, layout, monkeypatch):
     calls = count_stack_op_calls(monkeypatch)
     module = module_for(mode)
-    module(packed_input())
+
+    def batch():
+        return packed_input() if layout == "packed" else torch.randn(4, 2, 3, dtype=torch.float64)
+
+    module(batch())
     with torch.no_grad():
-        module(packed_input())
+        module(batch())
     with torch.inference_mode():
-        module(packed_input())
+        module(batch())
     assert calls == [functional.MODE_TO_CELL[mode]] * 3
 
 
-@pytest.mark.parametrize("case", ["padded", "zoneout", "proj_size", "layer_norm", "torch.func",
+@pytest.mark.parametrize("case", ["zoneout", "proj_size", "layer_norm", "torch.func",
                                   "forward_ad"])
 def test_other_calls_keep_the_python_path(case, monkeypatch):
     calls = count_stack_op_calls(monkeypatch)
@@ -133,9 +138,7 @@ def test_other_calls_keep_the_python_path(case, monkeypatch):
     if case == "layer_norm":
         module = fastrnn.LayerNormLSTM(3, 2, dtype=torch.float64)
     packed = packed_input()
-    if case == "padded":
-        module(torch.randn(4, 2, 3, dtype=torch.float64))
-    elif case == "torch.func":
+    if case == "torch.func":
         torch.func.grad(lambda data: module(PackedSequence(data, *packed[1:]))[0].data.sum())(
             packed.data.detach())
     elif case == "forward_ad":

@@ -322,7 +322,12 @@ def test_zero_passes_no_zoneout_to_the_ops(monkeypatch):
         return original(*args)
 
     monkeypatch.setattr(functional, "_direction", direction)
-    fastrnn.GRU(4, 5, num_layers=2)(torch.randn(3, 2, 4))
+    module = fastrnn.GRU(4, 5, num_layers=2)
+    # Eager calls take the stack op, which has no zoneout argument; the Python path (compiled,
+    # traced or transformed calls) must pass None.
+    assert module._stack_op_applies()
+    monkeypatch.setattr(module, "_stack_op_applies", lambda: False)
+    module(torch.randn(3, 2, 4))
     assert seen == [None, None]
 
 
