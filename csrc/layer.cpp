@@ -17,6 +17,7 @@
 
 #include "cells.h"
 #include "checks.h"
+#include "op_handles.h"
 #include "recurrence.h"
 
 namespace fastrnn {
@@ -27,20 +28,6 @@ using at::Tensor;
 using OptTensor = c10::optional<Tensor>;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-OptTensor optional(const Tensor& t) { return t.defined() ? OptTensor(t) : c10::nullopt; }
-
-// The ops `fastrnn::<cell><suffix>` of every cell, in CellKind order (looked up once each,
-// not on every call).
-std::vector<c10::OperatorHandle> cell_ops(const char* suffix) {
-  std::vector<c10::OperatorHandle> handles;
-  for (int i = 0; i < kCellCount; ++i) {
-    const std::string name =
-        std::string("fastrnn::") + cell_name(static_cast<CellKind>(i)) + suffix;
-    handles.push_back(c10::Dispatcher::singleton().findSchemaOrThrow(name.c_str(), ""));
-  }
-  return handles;
-}
 
 // The recurrence ops (csrc/ops.cpp) through the dispatcher: any device's kernels.
 struct Recurrence {

@@ -6,8 +6,7 @@
 
 namespace fastrnn {
 
-PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64_t total_tokens,
-                             const char* tokens_name) {
+void check_batch_sizes_tensor(const at::Tensor& batch_sizes) {
   TORCH_CHECK(batch_sizes.defined(), "fastrnn: batch_sizes must be a 1-D int64 tensor on the "
               "CPU (as in PackedSequence), got None");
   TORCH_CHECK(batch_sizes.device().is_cpu() && batch_sizes.scalar_type() == at::kLong &&
@@ -15,6 +14,11 @@ PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64
               "fastrnn: batch_sizes must be a 1-D int64 tensor on the CPU (as in PackedSequence), "
               "got ", batch_sizes.dim(), "-D ", batch_sizes.scalar_type(), " on ",
               batch_sizes.device());
+}
+
+PackedSteps read_batch_sizes(const at::Tensor& batch_sizes, int64_t batch, int64_t total_tokens,
+                             const char* tokens_name) {
+  check_batch_sizes_tensor(batch_sizes);
   at::Tensor sizes_tensor = batch_sizes.contiguous();
   const int64_t* sizes = sizes_tensor.const_data_ptr<int64_t>();
   const int64_t steps = sizes_tensor.numel();

@@ -27,6 +27,9 @@ struct PackedSteps {
   int64_t steps() const { return static_cast<int64_t>(sizes.size()); }
 };
 
+// batch_sizes must be a tensor, 1-D int64 on the CPU (as in PackedSequence).
+void check_batch_sizes_tensor(const at::Tensor& batch_sizes);
+
 // Validates batch_sizes (1-D int64 on the CPU, every entry in [1, batch],
 // non-increasing, first == batch, summing to total_tokens, the rows of the tensor named
 // tokens_name) and returns them.

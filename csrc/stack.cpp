@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "cells.h"
+#include "op_handles.h"
+#include "recurrence.h"
 
 namespace fastrnn {
 
@@ -23,47 +25,32 @@ namespace {
 using at::Tensor;
 using OptTensor = c10::optional<Tensor>;
 
-OptTensor optional(const Tensor& t) { return t.defined() ? OptTensor(t) : c10::nullopt; }
-
 // One layer and direction by its layer op: {output, h_n[, c_n]}.
 std::vector<Tensor> run_layer(CellKind kind, const Tensor& input, const Tensor& batch_sizes,
                               const Tensor& weight_ih, const Tensor& bias_ih,
                               const Tensor& weight_hh, const Tensor& bias_hh, const Tensor& h0,
                               const Tensor& c0, bool reverse) {
-  auto find = [](CellKind k) {
-    return c10::Dispatcher::singleton().findSchemaOrThrow(
-        (std::string("fastrnn::") + cell_name(k) + "_layer").c_str(), "");
-  };
+  static const std::vector<c10::OperatorHandle> ops = cell_ops("_layer");
+  const c10::OperatorHandle& handle = ops[static_cast<int>(kind)];
   if (cell_info(kind).has_cell) {
-    static const auto op = find(CellKind::LSTM).typed<std::vector<Tensor>(
-        const Tensor&, const Tensor&, const Tensor&, const OptTensor&, const Tensor&,
-        const OptTensor&, const Tensor&, const Tensor&, bool, const OptTensor&)>();
-    TORCH_INTERNAL_ASSERT(kind == CellKind::LSTM);
-    return op.call(input, batch_sizes, weight_ih, optional(bias_ih), weight_hh,
-                   optional(bias_hh), h0, c0, reverse, c10::nullopt);
+    return handle
+        .typed<std::vector<Tensor>(const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
+                                   const Tensor&, const OptTensor&, const Tensor&, const Tensor&,
+                                   bool, const OptTensor&)>()
+        .call(input, batch_sizes, weight_ih, optional(bias_ih), weight_hh, optional(bias_hh), h0,
+              c0, reverse, c10::nullopt);
   }
-  using NoCellOp = std::vector<Tensor>(const Tensor&, const Tensor&, const Tensor&,
-                                       const OptTensor&, const Tensor&, const OptTensor&,
-                                       const Tensor&, bool, const OptTensor&);
-  static const std::vector<c10::TypedOperatorHandle<NoCellOp>> ops = [&] {
-    std::vector<c10::TypedOperatorHandle<NoCellOp>> handles;
-    for (CellKind k : {CellKind::GRU, CellKind::RNN_TANH, CellKind::RNN_RELU}) {
-      handles.push_back(find(k).typed<NoCellOp>());
-    }
-    return handles;
-  }();
-  return ops[static_cast<int>(kind) - static_cast<int>(CellKind::GRU)].call(
-      input, batch_sizes, weight_ih, optional(bias_ih), weight_hh, optional(bias_hh), h0,
-      reverse, c10::nullopt);
+  return handle
+      .typed<std::vector<Tensor>(const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
+                                 const Tensor&, const OptTensor&, const Tensor&, bool,
+                                 const OptTensor&)>()
+      .call(input, batch_sizes, weight_ih, optional(bias_ih), weight_hh, optional(bias_hh), h0,
+            reverse, c10::nullopt);
 }
 
 // The rows of a PackedSequence's first step (its batch), 0 without steps.
 int64_t packed_batch(const Tensor& batch_sizes) {
-  TORCH_CHECK(batch_sizes.dim() == 1 && batch_sizes.scalar_type() == at::kLong &&
-                  batch_sizes.device().is_cpu(),
-              "fastrnn: batch_sizes must be a 1-D int64 tensor on the CPU (as in "
-              "PackedSequence), got ", batch_sizes.scalar_type(), " of shape ",
-              batch_sizes.sizes(), " on ", batch_sizes.device());
+  check_batch_sizes_tensor(batch_sizes);
   return batch_sizes.numel() == 0 ? 0 : batch_sizes.contiguous().const_data_ptr<int64_t>()[0];
 }
 
