@@ -108,14 +108,13 @@ class _FusedRNNBase(nn.RNNBase):
         hx_given = hx is not None
         if hx_given:
             self._check_hx_structure(hx, isinstance(orig_input, PackedSequence))
+        stack_op = self._stack_op_applies()
         if isinstance(orig_input, PackedSequence):
             input, batch_sizes, sorted_indices, unsorted_indices = input
-            if self._stack_op_applies():
-                return self._packed_by_stack_op(input, batch_sizes, sorted_indices,
-                                                unsorted_indices, hx)
             is_batched = True
             if hx is None:
-                hx = self._zero_state(input, int(batch_sizes[0]))
+                if not stack_op:  # the stack op makes the zero state itself
+                    hx = self._zero_state(input, int(batch_sizes[0]))
             else:
                 # hx is in the caller's batch order; the packed rows are sorted.
                 hx = self.permute_hidden(hx, sorted_indices)
@@ -137,10 +136,16 @@ class _FusedRNNBase(nn.RNNBase):
             # The zero state made above has the expected sizes: only the input to check.
             self.check_input(input, batch_sizes)
 
+        if stack_op and batch_sizes is not None:
+            # The states come back in the caller's batch order (unsorted_indices).
+            output, *hidden = self._layers_by_stack_op(input, batch_sizes, hx, True,
+                                                       unsorted_indices)
+            packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
+            return packed, self._pack_hidden(hidden)
         if self._torch_is_faster(input, batch_sizes, hx):
             output, *hidden = self._torch_lstm(input, batch_sizes, hx)
         else:
-            output, hidden = self._fused(input, batch_sizes, hx)
+            output, hidden = self._fused(input, batch_sizes, hx, stack_op)
 
         if isinstance(orig_input, PackedSequence):
             packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
@@ -195,7 +200,8 @@ class _FusedRNNBase(nn.RNNBase):
     def _check_hx_structure(self, hx, packed: bool) -> None:
         """torch.nn's errors for an hx of the wrong kind (LSTM overrides this)."""
 
-    def _fused(self, input: Tensor, batch_sizes: Optional[Tensor], hx):
+    def _fused(self, input: Tensor, batch_sizes: Optional[Tensor], hx, stack_op: bool):
+        # stack_op: _stack_op_applies() (forward asked it already)
         h0, c0 = (hx if isinstance(hx, (tuple, list)) else (hx, None))
         if batch_sizes is not None:
             data = input
@@ -210,15 +216,14 @@ class _FusedRNNBase(nn.RNNBase):
             batch_sizes = torch.full((steps if batch else 0,), batch, dtype=torch.int64,
                                      device="cpu")
             padded_shape = (steps, batch)
-        data, h0, c0, weights, autocast = self._autocast_inputs(data, h0, c0,
-                                                               padded_shape is None)
-        with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
-            if self._stack_op_applies():  # a padded batch (packed ones: forward)
-                output, h_n, *c_n = ops.rnn_stack(
-                    MODE_TO_CELL[self.mode], data, batch_sizes, h0, c0, None, weights,
-                    self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
-                c_n = c_n[0] if c_n else None
-            else:
+        if stack_op:
+            output, h_n, *c_n = self._layers_by_stack_op(data, batch_sizes, (h0, c0),
+                                                         padded_shape is None, None)
+            c_n = c_n[0] if c_n else None
+        else:
+            data, h0, c0, weights, autocast = self._autocast_inputs(data, h0, c0,
+                                                                   padded_shape is None)
+            with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
                 output, h_n, c_n = self._stack(
                     self.mode, data, batch_sizes, h0, c0, weights, self.bias, self.num_layers,
                     self.dropout, self.training, self.bidirectional, self.proj_size,
@@ -245,30 +250,24 @@ class _FusedRNNBase(nn.RNNBase):
     def _stack_op_applies(self) -> bool:
         """Whether an eager call runs its layers as one op, ops.rnn_stack (layers and
         directions; on packed data also the zero states and the states' batch order, in
-        C++). Not under
-        torch.compile, jit.trace, torch.func or forward AD (functional.rnn_stack's plain
-        ops or registered ops), nor with proj_size, zoneout or another _stack."""
+        C++). Not under torch.compile, jit.trace, torch.func or forward AD
+        (functional.rnn_stack's plain ops or registered ops), nor with proj_size, zoneout or
+        another _stack."""
         return (type(self)._stack is _FusedRNNBase._stack and not self.proj_size
                 and not self.zoneout and ops._eager() and not _plain_ops_needed())
 
-    def _packed_by_stack_op(self, data: Tensor, batch_sizes: Tensor,
-                            sorted_indices: Optional[Tensor],
-                            unsorted_indices: Optional[Tensor], hx):
-        """forward() on a PackedSequence by ops.rnn_stack (see _stack_op_applies)."""
-        if hx is not None:
-            # hx is in the caller's batch order; the packed rows are sorted.
-            hx = self.permute_hidden(hx, sorted_indices)
-            self.check_forward_args(data, hx, batch_sizes)
-        else:
-            self.check_input(data, batch_sizes)
+    def _layers_by_stack_op(self, data: Tensor, batch_sizes: Tensor, hx, packed: bool,
+                            unsorted_indices: Optional[Tensor]):
+        """``[output, h_n(, c_n)]`` of ops.rnn_stack over ``data`` in the packed layout (see
+        _stack_op_applies; ``packed``: the caller's input was a PackedSequence, which decides
+        the autocast dtype); ``hx`` None (zero states) or in the packed rows' order, the
+        states permuted by ``unsorted_indices`` when given."""
         h0, c0 = (hx if isinstance(hx, (tuple, list)) else (hx, None))
-        data, h0, c0, weights, autocast = self._autocast_inputs(data, h0, c0, True)
+        data, h0, c0, weights, autocast = self._autocast_inputs(data, h0, c0, packed)
         with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
-            output, *hidden = ops.rnn_stack(
-                MODE_TO_CELL[self.mode], data, batch_sizes, h0, c0, unsorted_indices, weights,
-                self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
-        return (PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices),
-                self._pack_hidden(hidden))
+            return ops.rnn_stack(MODE_TO_CELL[self.mode], data, batch_sizes, h0, c0,
+                                 unsorted_indices, weights, self.bias, self.num_layers,
+                                 self.dropout, self.training, self.bidirectional)
 
     def __prepare_scriptable__(self):
         # torch.jit.script cannot compile this forward: it scripts torch.nn's module in
