@@ -23,12 +23,14 @@ namespace fastrnn {
 // vectorise; libm's scalar expf/tanhf cost 20-40 ns each, measured at the AG News shape.
 // double keeps libm: it serves gradcheck and 1e-10 comparisons, not speed.
 
+// exp for the activations below, which only need it where 1 + exp(x) is not 1. Clamped
+// (NaN passes through) so that the exponent n stays in [-126, 128]: n = 128 makes the scale
+// 2^n the bits of +inf, so every x above 88.376 gives inf, as expf does from 88.72 (sigmoid(-100)
+// must be 0, and inf * sigmoid(-inf) NaN, as in torch). Below -87.34 it returns about the smallest
+// normal float instead of 0, which 1 + exp(x) cannot tell apart. Leaving out two selects for
+// exact overflow and underflow makes an LSTM step's pointwise pass 12% faster.
 C10_HOST_DEVICE inline float fast_exp(float x) {
-  // Clamp so that 2^n stays a normal float; written so that NaN passes through. Beyond
-  // the clamp the result is expf's overflow (inf) or underflow (0, not the smallest normal:
-  // sigmoid(-100) must be 0, and inf * sigmoid(-inf) NaN, as in torch).
-  const float in = x;
-  x = x > 88.3762626647949f ? 88.3762626647949f : x;
+  x = x > 89.0f ? 89.0f : x;
   x = x < -87.3365447504f ? -87.3365447504f : x;
   // n = round(x / ln 2) by the 1.5 * 2^23 trick (floorf does not vectorise).
   const float magic = 12582912.0f;
@@ -49,9 +51,7 @@ C10_HOST_DEVICE inline float fast_exp(float x) {
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
 #endif
-  float result = y * scale;
-  result = in > 88.3762626647949f ? __builtin_huge_valf() : result;
-  return in < -87.3365447504f ? 0.0f : result;
+  return y * scale;
 }
 
 C10_HOST_DEVICE inline float sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
