@@ -100,7 +100,8 @@ def module_step_table(*reports: dict) -> str:
     for report in reports:
         machine = report["machine"]
         load = machine.get("load_avg_start")
-        lines.append(machine_line(machine)
+        shapes = sorted({row["shape"] for row in report["results"]})
+        lines.append(f"{', '.join(shapes)}: " + machine_line(machine)
                      + (f" Load average at start {load[0]:.1f}." if load else ""))
     lines += ["", MODULE_STEP_HEADER]
     lines += [module_step_row(row) for report in reports for row in report["results"]]
