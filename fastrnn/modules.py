@@ -104,6 +104,8 @@ class _FusedRNNBase(nn.RNNBase):
     def forward(self, input, hx=None):
         self._update_flat_weights()
         self._check_flat_weights()
+        if self._flat_weights[0].is_complex():
+            return self._complex_forward(input, hx)
         orig_input = input
         hx_given = hx is not None
         if hx_given:
@@ -155,6 +157,14 @@ class _FusedRNNBase(nn.RNNBase):
             output = output.squeeze(batch_dim)
             hidden = self._unbatch_hidden(hidden)
         return output, hidden
+
+    def _complex_forward(self, input, hx):
+        """torch.nn's own forward: its modules take complex parameters (the generic ATen
+        cells), fastrnn's kernels are real."""
+        if self.weight_drop or self.zoneout:
+            raise RuntimeError("fastrnn: weight_drop and zoneout need real parameters, got "
+                               f"{self._flat_weights[0].dtype}")
+        return _FASTRNN_TO_TORCH[type(self)].forward(self, input, hx)
 
     def _autocast_dtype(self, device_type: str, packed: bool) -> torch.dtype:
         """The dtype torch.nn's module computes in (and returns) under autocast: on CUDA
@@ -311,7 +321,7 @@ def _permute(state: Tensor, permutation: Tensor) -> Tensor:
     # Without a gradient to come, or for a state of the wrong rank (whose error torch.nn
     # raises further on), torch.nn's own call.
     if isinstance(state, Tensor) and state.dim() == 3 and state.requires_grad \
-            and torch.is_grad_enabled():
+            and torch.is_grad_enabled() and not state.is_complex():
         return ops.permute_batch(state, permutation)
     return state.index_select(1, permutation)
 

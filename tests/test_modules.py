@@ -527,6 +527,47 @@ def test_save_load_deepcopy_dtype_modes():
     assert ours(x)[0].requires_grad  # parameters require grad, input does not
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("kwargs", [{}, dict(num_layers=2, bidirectional=True, batch_first=True)])
+def test_complex_parameters_take_torch_nn_math(cell, kwargs):
+    """torch.nn's modules take complex parameters (its generic cells); fastrnn hands them
+    to torch.nn's forward, as its kernels are real: same outputs, states and gradients
+    (relu, which has no complex clamp, raises in both)."""
+    ref, ours = make_pair(cell, 4, 3, **kwargs)
+    ref, ours = ref.to(torch.complex128), ours.to(torch.complex128)
+    layers = 4 if kwargs else 1
+    x = torch.randn(2, 5, 4, dtype=torch.complex128)
+    x = x if kwargs else x.transpose(0, 1)
+    h0 = torch.randn(layers, 2, 3, dtype=torch.complex128, requires_grad=True)
+    hx = (h0, torch.randn_like(h0).detach()) if cell == "lstm" else h0
+    results = []
+    for module in (ref, ours):
+        xi = x.clone().requires_grad_()
+        out, state = module(xi, hx)
+        h_n = state[0] if cell == "lstm" else state
+        grads = torch.autograd.grad(out.abs().sum() + h_n.abs().sum(),
+                                    [xi, h0, *module.parameters()])
+        results.append((out, h_n, *grads))
+    for want, got in zip(*results):
+        torch.testing.assert_close(got, want, **TOL[torch.float64])
+    packed = pack_padded_sequence(x, torch.tensor([3, 5]), batch_first=bool(kwargs),
+                                  enforce_sorted=False)
+    with torch.no_grad():
+        (want, want_h), (got, got_h) = ref(packed, hx), ours(packed, hx)
+    torch.testing.assert_close(got.data, want.data, **TOL[torch.float64])
+    torch.testing.assert_close(got_h, want_h, **TOL[torch.float64])
+
+
+def test_complex_relu_zoneout_or_weight_drop_raise():
+    for module in make_pair("rnn_relu", 4, 3):
+        with pytest.raises(NotImplementedError, match="clamp is not supported for complex"):
+            module.to(torch.complex64)(torch.randn(5, 2, 4, dtype=torch.complex64))
+    for extra in (dict(zoneout=0.1), dict(weight_drop=0.2)):
+        module = fastrnn.GRU(4, 3, **extra).to(torch.complex64)
+        with pytest.raises(RuntimeError, match="need real parameters, got torch.complex64"):
+            module(torch.randn(5, 2, 4, dtype=torch.complex64))
+
+
 def test_gradcheck_through_module():
     module = fastrnn.GRU(3, 2, num_layers=2, bidirectional=True, dtype=torch.float64)
     x = torch.randn(4, 3, 3, dtype=torch.float64, requires_grad=True)
