@@ -527,6 +527,7 @@ def test_save_load_deepcopy_dtype_modes():
     assert ours(x)[0].requires_grad  # parameters require grad, input does not
 
 
+@pytest.mark.filterwarnings("ignore:Complex modules are a new feature")
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("kwargs", [{}, dict(num_layers=2, bidirectional=True, batch_first=True)])
 def test_complex_parameters_take_torch_nn_math(cell, kwargs):
@@ -558,6 +559,7 @@ def test_complex_parameters_take_torch_nn_math(cell, kwargs):
     torch.testing.assert_close(got_h, want_h, **TOL[torch.float64])
 
 
+@pytest.mark.filterwarnings("ignore:Complex modules are a new feature")
 def test_complex_relu_zoneout_or_weight_drop_raise():
     for module in make_pair("rnn_relu", 4, 3):
         with pytest.raises(NotImplementedError, match="clamp is not supported for complex"):
