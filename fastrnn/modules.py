@@ -160,11 +160,13 @@ class _FusedRNNBase(nn.RNNBase):
 
     def _complex_forward(self, input, hx):
         """torch.nn's own forward: its modules take complex parameters (the generic ATen
-        cells), fastrnn's kernels are real."""
-        if self.weight_drop or self.zoneout:
-            raise RuntimeError("fastrnn: weight_drop and zoneout need real parameters, got "
-                               f"{self._flat_weights[0].dtype}")
-        return _FASTRNN_TO_TORCH[type(self)].forward(self, input, hx)
+        cells), fastrnn's kernels are real. What torch.nn has no module for (weight_drop,
+        zoneout, the LayerNorm modules) needs real parameters."""
+        torch_cls = next((cls for cls in type(self).__mro__ if cls in _TORCH_TO_FASTRNN), None)
+        if torch_cls is None or self.weight_drop or self.zoneout:
+            raise RuntimeError(f"fastrnn: {self._get_name()} with weight_drop, zoneout or layer "
+                               f"norm needs real parameters, got {self._flat_weights[0].dtype}")
+        return torch_cls.forward(self, input, hx)
 
     def _autocast_dtype(self, device_type: str, packed: bool) -> torch.dtype:
         """The dtype torch.nn's module computes in (and returns) under autocast: on CUDA

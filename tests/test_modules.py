@@ -564,10 +564,19 @@ def test_complex_relu_zoneout_or_weight_drop_raise():
     for module in make_pair("rnn_relu", 4, 3):
         with pytest.raises(NotImplementedError, match="clamp is not supported for complex"):
             module.to(torch.complex64)(torch.randn(5, 2, 4, dtype=torch.complex64))
-    for extra in (dict(zoneout=0.1), dict(weight_drop=0.2)):
-        module = fastrnn.GRU(4, 3, **extra).to(torch.complex64)
-        with pytest.raises(RuntimeError, match="need real parameters, got torch.complex64"):
-            module(torch.randn(5, 2, 4, dtype=torch.complex64))
+    modules = [fastrnn.GRU(4, 3, zoneout=0.1), fastrnn.LSTM(4, 3, weight_drop=0.2),
+               fastrnn.LayerNormLSTM(4, 3)]
+    for module in modules:
+        with pytest.raises(RuntimeError, match="needs real parameters, got torch.complex64"):
+            module.to(torch.complex64)(torch.randn(5, 2, 4, dtype=torch.complex64))
+
+    class Subclass(fastrnn.GRU):
+        pass
+
+    ref, ours = nn.GRU(4, 3).to(torch.complex64), Subclass(4, 3).to(torch.complex64)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 2, 4, dtype=torch.complex64)
+    torch.testing.assert_close(ours(x)[0], ref(x)[0], **TOL[torch.float32])
 
 
 def test_gradcheck_through_module():
