@@ -323,7 +323,7 @@ def _permute(state: Tensor, permutation: Tensor) -> Tensor:
     # Without a gradient to come, or for a state of the wrong rank (whose error torch.nn
     # raises further on), torch.nn's own call.
     if isinstance(state, Tensor) and state.dim() == 3 and state.requires_grad \
-            and torch.is_grad_enabled() and not state.is_complex():
+            and torch.is_grad_enabled():
         return ops.permute_batch(state, permutation)
     return state.index_select(1, permutation)
 
