@@ -52,7 +52,9 @@ class _FusedRNNBase(nn.RNNBase):
         self.zoneout = float(zoneout)
 
     def _get_name(self) -> str:
-        return f"fastrnn.{type(self).__name__}"
+        # A user's subclass is named as torch.nn names it (its class name alone).
+        own = type(self).__module__.split(".")[0] == "fastrnn"
+        return f"fastrnn.{type(self).__name__}" if own else type(self).__name__
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
@@ -293,8 +295,16 @@ class _FusedRNNBase(nn.RNNBase):
         if torch.nn.utils.parametrize.is_parametrized(self):
             raise RuntimeError("fastrnn: torch.jit.script of a parametrized fastrnn module is "
                                "not supported; script fastrnn.to_torch(model) instead")
+        torch_cls = _FASTRNN_TO_TORCH.get(type(self))
+        if torch_cls is None:
+            # A user's subclass: a torch.nn twin would drop its own methods and attributes.
+            base = next(cls for cls in type(self).__mro__ if cls in _FASTRNN_TO_TORCH)
+            raise RuntimeError(
+                f"fastrnn: torch.jit.script of {type(self).__qualname__}, a subclass of "
+                f"fastrnn.{base.__name__}, is not supported (fastrnn's forward is not "
+                f"scriptable); subclass torch.nn.{base.__name__} for a scripted model")
         with torch.device("meta"):
-            twin = _FASTRNN_TO_TORCH[type(self)](**_constructor_args(self))
+            twin = torch_cls(**_constructor_args(self))
         for name in self._flat_weights_names:
             setattr(twin, name, getattr(self, name))
         twin.train(self.training)

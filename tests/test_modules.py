@@ -841,3 +841,18 @@ def test_torchscript_scripts_torch_nn_twin_sharing_parameters(cls):
     with torch.no_grad():
         model.rnn.weight_hh_l1_reverse.mul_(2)  # the scripted twin holds the same tensors
     torch.testing.assert_close(scripted(x), model(x))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+@pytest.mark.parametrize("cls", [fastrnn.LSTM, fastrnn.GRU, fastrnn.RNN])
+def test_torchscript_of_a_user_subclass_is_a_clear_error(cls):
+    class Mine(cls):
+        def forward(self, x, hx=None):
+            return super().forward(x, hx)[0] * 2
+
+    module = Mine(3, 4)
+    assert module(torch.randn(5, 2, 3)).shape == (5, 2, 4)
+    assert repr(module) == "Mine(3, 4)"  # as torch.nn names a subclass
+    with pytest.raises(RuntimeError, match=f"torch.jit.script of .*Mine, a subclass of "
+                                           f"fastrnn.{cls.__name__}, is not supported"):
+        torch.jit.script(module)
