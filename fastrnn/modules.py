@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _compat, ops
-from .functional import MODE_TO_CELL, _plain_ops_needed, rnn_stack
+from . import _compat, ops, reference
+from .functional import MODE_TO_CELL, rnn_stack
 
 __all__ = ["LSTM", "GRU", "RNN", "convert", "to_torch"]
 
@@ -74,14 +74,17 @@ class _FusedRNNBase(nn.RNNBase):
         # cuDNN's flat weight buffer is never used by fastrnn.
         return None
 
-    def _update_flat_weights(self) -> None:
-        # RNNBase's re-reads every weight by name (getattr) on each call; when the flat
-        # weights are still the very tensors in _parameters nothing can have changed.
-        # Otherwise (a weight replaced or None, functional_call, parametrizations) torch's.
+    def _update_flat_weights(self) -> bool:
+        """RNNBase's re-reads every weight by name (getattr) on each call; when the flat
+        weights are still the very tensors in _parameters nothing can have changed.
+        Otherwise (a weight replaced or None, functional_call, parametrizations) torch's.
+        Returns whether the flat weights are the module's own parameters."""
         params = self._parameters
-        if not all(w is not None and params.get(name) is w
-                   for name, w in zip(self._flat_weights_names, self._flat_weights)):
-            super()._update_flat_weights()
+        for name, w in zip(self._flat_weights_names, self._flat_weights):
+            if w is None or params.get(name) is not w:
+                super()._update_flat_weights()
+                return False
+        return True
 
     def check_hidden_size(self, hx: Tensor, expected_hidden_size: Tuple[int, int, int],
                           msg: str = "Expected hidden size {}, got {}") -> None:
@@ -104,8 +107,7 @@ class _FusedRNNBase(nn.RNNBase):
         raise NotImplementedError
 
     def forward(self, input, hx=None):
-        self._update_flat_weights()
-        self._check_flat_weights()
+        self._check_flat_weights(own_parameters=self._update_flat_weights())
         if self._flat_weights[0].is_complex():
             return self._complex_forward(input, hx)
         orig_input = input
@@ -144,15 +146,15 @@ class _FusedRNNBase(nn.RNNBase):
             # The states come back in the caller's batch order (unsorted_indices).
             output, *hidden = self._layers_by_stack_op(input, batch_sizes, hx, True,
                                                        unsorted_indices)
-            packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
-            return packed, self._pack_hidden(hidden)
+            return _packed(output, batch_sizes, sorted_indices, unsorted_indices), \
+                self._pack_hidden(hidden)
         if self._torch_is_faster(input, batch_sizes, hx):
             output, *hidden = self._torch_lstm(input, batch_sizes, hx)
         else:
             output, hidden = self._fused(input, batch_sizes, hx, stack_op)
 
         if isinstance(orig_input, PackedSequence):
-            packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
+            packed = _packed(output, batch_sizes, sorted_indices, unsorted_indices)
             return packed, self.permute_hidden(self._pack_hidden(hidden), unsorted_indices)
         hidden = self._pack_hidden(hidden)
         if not is_batched:
@@ -187,9 +189,10 @@ class _FusedRNNBase(nn.RNNBase):
         lower = self.mode.startswith("RNN") or (self.mode == "LSTM" and not packed)
         return torch.get_autocast_dtype("cpu") if lower else own
 
-    def _check_flat_weights(self) -> None:
+    def _check_flat_weights(self, own_parameters: bool = False) -> None:
         """torch.nn's errors for parameters changed after construction: a weight set to None
-        (TypeError) or num_layers no longer matching the parameters (RuntimeError)."""
+        (TypeError) or num_layers no longer matching the parameters (RuntimeError).
+        own_parameters: the flat weights are known to be the module's parameters (tensors)."""
         expected = self.num_layers * (2 if self.bidirectional else 1) * self._per_direction()
         if len(self._flat_weights) != expected:
             raise RuntimeError(
@@ -197,6 +200,8 @@ class _FusedRNNBase(nn.RNNBase):
                 f"in stacked_rnn: {self.mode} with num_layers={self.num_layers}, bidirectional="
                 f"{self.bidirectional}, bias={self.bias}, proj_size={self.proj_size} needs "
                 f"{expected} weight tensors, the module holds {len(self._flat_weights)}")
+        if own_parameters:
+            return
         for index, (name, weight) in enumerate(zip(self._flat_weights_names,
                                                    self._flat_weights)):
             if not isinstance(weight, Tensor):
@@ -268,7 +273,7 @@ class _FusedRNNBase(nn.RNNBase):
         (functional.rnn_stack's plain ops or registered ops), nor with proj_size, zoneout or
         another _stack."""
         return (type(self)._stack is _FusedRNNBase._stack and not self.proj_size
-                and not self.zoneout and ops._eager() and not _plain_ops_needed())
+                and not self.zoneout and _eager_fused())
 
     def _layers_by_stack_op(self, data: Tensor, batch_sizes: Tensor, hx, packed: bool,
                             unsorted_indices: Optional[Tensor]):
@@ -277,6 +282,11 @@ class _FusedRNNBase(nn.RNNBase):
         the autocast dtype); ``hx`` None (zero states) or in the packed rows' order, the
         states permuted by ``unsorted_indices`` when given."""
         h0, c0 = (hx if isinstance(hx, (tuple, list)) else (hx, None))
+        if not torch._C._is_any_autocast_enabled():
+            return ops.rnn_stack(MODE_TO_CELL[self.mode], data, batch_sizes, h0, c0,
+                                 unsorted_indices, self._weights(), self.bias,
+                                 self.num_layers, self.dropout, self.training,
+                                 self.bidirectional)
         data, h0, c0, weights, autocast = self._autocast_inputs(data, h0, c0, packed)
         with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
             return ops.rnn_stack(MODE_TO_CELL[self.mode], data, batch_sizes, h0, c0,
@@ -316,7 +326,7 @@ class _FusedRNNBase(nn.RNNBase):
     def permute_hidden(self, hx, permutation):
         # torch.nn's index_select, with a gather as its backward in eager calls (ops) that
         # can take a custom autograd (not under forward AD, whose jvp it lacks).
-        if permutation is None or not ops._eager() or _plain_ops_needed():
+        if permutation is None or not _eager_fused():
             return super().permute_hidden(hx, permutation)
         if self.mode == "LSTM":
             return (_permute(hx[0], permutation), _permute(hx[1], permutation))
@@ -327,6 +337,22 @@ class _FusedRNNBase(nn.RNNBase):
 
     def _unbatch_hidden(self, hidden):
         return hidden.squeeze(1)
+
+
+def _eager_fused() -> bool:
+    """Whether a call may take the fused eager path: ops._eager() and not
+    functional._plain_ops_needed(), with one look at each state."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    return not (_compat.functorch_transform_active() or _compat.forward_ad_active()
+                or reference.plain_ops_forced())
+
+
+def _packed(data: Tensor, batch_sizes: Tensor, sorted_indices: Optional[Tensor],
+            unsorted_indices: Optional[Tensor]) -> PackedSequence:
+    # PackedSequence(...) with all four fields, which came from the caller's PackedSequence,
+    # only checks them again (~1.3 us).
+    return tuple.__new__(PackedSequence, (data, batch_sizes, sorted_indices, unsorted_indices))
 
 
 def _permute(state: Tensor, permutation: Tensor) -> Tensor:

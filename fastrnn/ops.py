@@ -159,9 +159,8 @@ def rnn_stack(cell: str, data: Tensor, batch_sizes: Tensor, h0: Optional[Tensor]
     torch.nn's order, without projections. Returns ``[output, h_n(, c_n)]``, the states
     permuted by ``unsorted_indices`` (permute_batch) when given. Eager calls only: its
     kernel is C++ composed of ops with their own autograd (CompositeImplicitAutograd)."""
-    return torch.ops.fastrnn.rnn_stack.default(cell, data, batch_sizes, h0, c0,
-                                               unsorted_indices, weights, has_bias, num_layers,
-                                               dropout, train, bidirectional)
+    return _RNN_STACK(cell, data, batch_sizes, h0, c0, unsorted_indices, weights, has_bias,
+                      num_layers, dropout, train, bidirectional)
 
 
 def permute_batch(states: Tensor, indices: Tensor) -> Tensor:
@@ -219,6 +218,7 @@ def _check_batch_sizes(batch_sizes: Optional[Tensor], data: Tensor) -> None:
 _FORWARD_OPS = {cell: getattr(torch.ops.fastrnn, f"{cell}_forward").default for cell in CELLS}
 _BACKWARD_OPS = {cell: getattr(torch.ops.fastrnn, f"{cell}_backward").default for cell in CELLS}
 _LAYER_OPS = {cell: getattr(torch.ops.fastrnn, f"{cell}_layer").default for cell in CELLS}
+_RNN_STACK = torch.ops.fastrnn.rnn_stack.default
 # cell -> the autograd.Function of the eager path (_call), made by _register.
 _AUTOGRAD = {}
 
