@@ -32,6 +32,11 @@ def forward_ad_active() -> bool:
     return getattr(forward_ad, "_current_level", -1) >= 0
 
 
+def autocast_enabled_anywhere() -> bool:
+    """Autocast is on for some device (one C call; the modules' common case is no)."""
+    return torch._C._is_any_autocast_enabled()
+
+
 def below_autograd():
     """Runs ops below the Autograd dispatch key (no graph is recorded), as generated code
     does; the eager op wrappers use it where no backward can follow."""

@@ -282,16 +282,17 @@ class _FusedRNNBase(nn.RNNBase):
         the autocast dtype); ``hx`` None (zero states) or in the packed rows' order, the
         states permuted by ``unsorted_indices`` when given."""
         h0, c0 = (hx if isinstance(hx, (tuple, list)) else (hx, None))
-        if not torch._C._is_any_autocast_enabled():
-            return ops.rnn_stack(MODE_TO_CELL[self.mode], data, batch_sizes, h0, c0,
-                                 unsorted_indices, self._weights(), self.bias,
-                                 self.num_layers, self.dropout, self.training,
-                                 self.bidirectional)
-        data, h0, c0, weights, autocast = self._autocast_inputs(data, h0, c0, packed)
-        with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
+
+        def run(data, h0, c0, weights):
             return ops.rnn_stack(MODE_TO_CELL[self.mode], data, batch_sizes, h0, c0,
                                  unsorted_indices, weights, self.bias, self.num_layers,
                                  self.dropout, self.training, self.bidirectional)
+
+        if not _compat.autocast_enabled_anywhere():  # without autocast's bookkeeping (~2 us)
+            return run(data, h0, c0, self._weights())
+        data, h0, c0, weights, autocast = self._autocast_inputs(data, h0, c0, packed)
+        with torch.autocast(data.device.type, enabled=False) if autocast else nullcontext():
+            return run(data, h0, c0, weights)
 
     def __prepare_scriptable__(self):
         # torch.jit.script cannot compile this forward: it scripts torch.nn's module in

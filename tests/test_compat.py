@@ -14,7 +14,7 @@ PRIVATE_NAMES = [
     ("torch._dynamo.config", "allow_rnn"),  # _compat
     ("torch._C", "_are_functorch_transforms_active"),  # _compat.functorch_transform_active
     ("torch._C", "_AutoDispatchBelowAutograd"),  # _compat.below_autograd
-    ("torch._C", "_is_any_autocast_enabled"),  # _compat.torch_lstm_is_faster
+    ("torch._C", "_is_any_autocast_enabled"),  # _compat: torch_lstm_is_faster, autocast_enabled_*
     ("torch", "_VF.lstm"),  # _compat.torch_lstm
     ("torch.nn", "RNNBase._update_flat_weights"),  # the modules (their own base class's)
     ("torch.nn", "LSTM.check_forward_args"),
