@@ -123,6 +123,7 @@ class _FusedRNNBase(nn.RNNBase):
                     hx = self._zero_state(input, int(batch_sizes[0]))
             else:
                 # hx is in the caller's batch order; the packed rows are sorted.
+                _check_sorted_indices(sorted_indices, batch_sizes)
                 hx = self.permute_hidden(hx, sorted_indices)
         else:
             batch_sizes = sorted_indices = unsorted_indices = None
@@ -347,6 +348,20 @@ def _eager_fused() -> bool:
         return False
     return not (_compat.functorch_transform_active() or _compat.forward_ad_active()
                 or reference.plain_ops_forced())
+
+
+def _check_sorted_indices(sorted_indices: Optional[Tensor], batch_sizes: Tensor) -> None:
+    """A given hx is permuted by the PackedSequence's sorted_indices, which must hold one index
+    per sequence. torch.nn.GRU/RNN find out afterwards from the permuted hx's size; torch.nn.LSTM
+    runs with what the permutation gives (found by bad-input fuzzing). Under torch.compile the
+    batch is data: check_forward_args's torch._check catches it there."""
+    if sorted_indices is None or batch_sizes.numel() == 0 or torch.compiler.is_compiling():
+        return
+    batch = int(batch_sizes[0])
+    if sorted_indices.dim() != 1 or sorted_indices.numel() != batch:
+        raise RuntimeError(
+            f"fastrnn: the PackedSequence's sorted_indices must have shape [batch_sizes[0]] = "
+            f"[{batch}] (one index per sequence), got {list(sorted_indices.shape)}")
 
 
 def _packed(data: Tensor, batch_sizes: Tensor, sorted_indices: Optional[Tensor],

@@ -129,3 +129,18 @@ def test_none_weight_with_a_meta_tensor_is_a_clear_error():
     with pytest.raises(RuntimeError, match="fastrnn: weight_hh must be a tensor, got NoneType"):
         torch.ops.fastrnn.lstm_forward(torch.randn(3, 4, device="meta"), torch.tensor([2, 1]),
                                        None, None, h0, h0, False)
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
+def test_packed_sequence_with_too_many_sorted_indices_and_hx_is_a_clear_error(cell):
+    # Found by bad-input fuzzing: torch.nn.LSTM permutes hx by sorted_indices of the wrong
+    # length and runs on (GRU/RNN then fail their hx size check); fastrnn raised torch's
+    # hx-size message, which names the hx rather than the PackedSequence.
+    module = getattr(fastrnn, cell)(4, 3, num_layers=2)
+    packed = torch.nn.utils.rnn.PackedSequence(torch.randn(1, 4), torch.tensor([1]),
+                                               torch.tensor([0, 0]), torch.tensor([0]))
+    h0 = torch.randn(2, 1, 3)
+    with pytest.raises(RuntimeError, match=r"sorted_indices must have shape \[batch_sizes\[0\]\] "
+                                           r"= \[1\] .*got \[2\]"):
+        module(packed, (h0, h0) if cell == "LSTM" else h0)
+    module(packed)  # without hx the indices are not used: torch.nn runs too
