@@ -26,6 +26,15 @@ def _plain_ops_needed() -> bool:
             or _compat.forward_ad_active())
 
 
+def _eager_fused() -> bool:
+    """``ops._eager() and not _plain_ops_needed()`` (the modules' fused eager path), with one
+    look at each state."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    return not (_compat.functorch_transform_active() or _compat.forward_ad_active()
+                or reference.plain_ops_forced())
+
+
 def _first_tokens(batch_sizes: Tensor, batch: int, reverse: bool) -> Tensor:
     """Packed index of each row's first token in the walk: step 0 forward, its last
     step in reverse (rows are sorted by decreasing length, all at least 1). ``batch``
@@ -137,7 +146,7 @@ def rnn_stack(
     has_cell = ops.CELLS[cell][2]
     plain = _plain_ops_needed()
     # Eager calls (not compiled, traced or transformed) run the layer ops, autograd in C++.
-    layer_op = not plain and ops._eager()
+    layer_op = _eager_fused()
 
     def direction(index, layer_input, reverse):
         weights = list(flat_weights[index * per_direction:(index + 1) * per_direction])

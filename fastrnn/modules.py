@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _compat, ops, reference
-from .functional import MODE_TO_CELL, rnn_stack
+from . import _compat, ops
+from .functional import MODE_TO_CELL, _eager_fused, rnn_stack
 
 __all__ = ["LSTM", "GRU", "RNN", "convert", "to_torch"]
 
@@ -339,15 +339,6 @@ class _FusedRNNBase(nn.RNNBase):
 
     def _unbatch_hidden(self, hidden):
         return hidden.squeeze(1)
-
-
-def _eager_fused() -> bool:
-    """Whether a call may take the fused eager path: ops._eager() and not
-    functional._plain_ops_needed(), with one look at each state."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return False
-    return not (_compat.functorch_transform_active() or _compat.forward_ad_active()
-                or reference.plain_ops_forced())
 
 
 def _check_sorted_indices(sorted_indices: Optional[Tensor], batch_sizes: Tensor) -> None:
