@@ -92,6 +92,9 @@ std::vector<Tensor> rnn_stack(c10::string_view cell, const Tensor& data,
                 state->has_value() ? (*state)->sizes() : at::IntArrayRef());
   }
   const int64_t batch = h0_opt.has_value() ? -1 : packed_batch(batch_sizes);
+  // Without given states the layers and directions start from the same zeros, read only (the
+  // recurrence ops copy their initial state): one allocation while the hidden size stays.
+  Tensor zeros;
 
   Tensor layer_input = data;
   std::vector<Tensor> h_n, c_n;
@@ -106,8 +109,11 @@ std::vector<Tensor> rnn_stack(c10::string_view cell, const Tensor& data,
         h0 = h0_opt->select(0, index);
         if (has_cell) c0 = c0_opt->select(0, index);
       } else {
-        h0 = at::zeros({batch, weight_hh.size(1)}, data.options());
-        if (has_cell) c0 = at::zeros({batch, weight_hh.size(1)}, data.options());
+        if (!zeros.defined() || zeros.size(1) != weight_hh.size(1)) {
+          zeros = at::zeros({batch, weight_hh.size(1)}, data.options());
+        }
+        h0 = zeros;
+        if (has_cell) c0 = zeros;
       }
       std::vector<Tensor> results =
           run_layer(kind, layer_input, batch_sizes, w[0], has_bias ? w[2] : Tensor(), weight_hh,

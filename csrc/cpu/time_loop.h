@@ -40,13 +40,33 @@ class StepGemm {
     }
   }
 
+  // B = W^T for a weight W [N, K] (the forward's h @ W_hh^T). The small path transposes W
+  // with a plain loop into memory of its own: at the AG News shape ATen's transposing copy
+  // (contiguous() of W.t()) costs more in dispatch than the copy itself.
+  static StepGemm of_transpose(const at::Tensor& W) {
+    const int64_t N = W.size(0), K = W.size(1);
+    StepGemm gemm(W, K, N);
+    if (gemm.use_blas_) {
+      gemm.B_ = W.t().contiguous();
+      return gemm;
+    }
+    const at::Tensor w = W.contiguous();
+    const T* src = w.const_data_ptr<T>();
+    gemm.transposed_.resize(K * N);
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t k = 0; k < K; ++k) gemm.transposed_[k * N + n] = src[n * K + k];
+    }
+    gemm.B_ = at::Tensor();
+    return gemm;
+  }
+
   bool use_blas() const { return use_blas_; }
 
   // Rows [r0, r1) with the small kernel (called per row block).
   void rows(int64_t r0, int64_t r1, const T* A, int64_t lda, T* C, int64_t ldc, const T* bias,
             bool accumulate) const {
-    small_gemm_rows<T>(r0, r1, N_, K_, A, lda, B_.const_data_ptr<T>(), N_, C, ldc, bias,
-                       accumulate);
+    const T* B = transposed_.empty() ? B_.const_data_ptr<T>() : transposed_.data();
+    small_gemm_rows<T>(r0, r1, N_, K_, A, lda, B, N_, C, ldc, bias, accumulate);
   }
 
   // All M rows through BLAS.
@@ -57,6 +77,7 @@ class StepGemm {
 
  private:
   at::Tensor B_;
+  std::vector<T> transposed_;  // B of of_transpose's small path (B_ undefined)
   int64_t K_, N_;
   bool use_blas_;
 };
