@@ -12,7 +12,8 @@ Instruction counts are what a shared machine cannot blur: timings here move by 1
 other tenants' load, the counts by well under 1% (``torch.utils.benchmark``'s
 ``collect_callgrind``, denoised). They are not time: MKL's GEMMs retire more instructions per
 cycle than the dispatcher's branchy code, so the time ratios of bench_module_cpu.py stay the
-measure of speed. Needs ``valgrind`` on PATH; each count takes ~30-60 s.
+measure of speed. Needs ``valgrind`` on PATH. Each count runs in a process of its own under
+callgrind (1-4 min here); the three cells take ~45 min.
 """
 import argparse
 import json
