@@ -2,7 +2,7 @@
 
     python benchmarks/count_instructions.py [--cells lstm gru rnn_tanh] [--json out.json]
 
-The step is bench_module_cpu.py's, on one AG News batch (batch 16, embedding 64, hidden 32,
+The step is bench_module_cpu.py's (its ``step_fn``), on one AG News batch (batch 16, embedding 64, hidden 32,
 float32, 1 thread): the user's ``pack_padded_sequence(..., enforce_sorted=False)``, the module
 and, in training, a loss on ``out.data`` and ``h_n`` with its backward. The user's packing is
 also counted alone (forward, and forward with the backward of ``data``), so that each side's
@@ -10,9 +10,10 @@ remainder (the recurrent layer, the loss, the autograd engine) can be compared w
 
 Instruction counts are what a shared machine cannot blur: timings here move by 10-50% with the
 other tenants' load, the counts by well under 1% (``torch.utils.benchmark``'s
-``collect_callgrind``, denoised). They are not time: MKL's GEMMs retire more instructions per
-cycle than the dispatcher's branchy code, so the time ratios of bench_module_cpu.py stay the
-measure of speed. Needs ``valgrind`` on PATH. Each count runs in a process of its own under
+``collect_callgrind``, denoised). They are not time: most of fastrnn's instructions are the
+vector loads and multiply-adds of GEMMs, most of torch.nn's the dispatch of its per-step ops,
+and the two need not take the same time per instruction, so the time ratios of
+bench_module_cpu.py stay the measure of speed. Needs ``valgrind`` on PATH. Each count runs in a process of its own under
 callgrind (1-4 min here); the three cells take ~45 min.
 """
 import argparse
@@ -33,9 +34,10 @@ SETUP = """
 import sys, torch, fastrnn
 sys.path.insert(0, {bench_dir!r})
 from torch.nn.utils.rnn import pack_padded_sequence
-from bench_module_cpu import make_batches, SHAPES
+from bench_module_cpu import make_batches, step_fn, SHAPES
 torch.set_num_threads(1)
-x, lengths = make_batches(SHAPES["agnews"], 1, 0)[0]
+batches = make_batches(SHAPES["agnews"], 1, 0)
+x, lengths = batches[0]
 torch.manual_seed(0)
 ref = torch.nn.{cls}(64, 32, batch_first=True)
 ours = fastrnn.{cls}(64, 32, batch_first=True)
@@ -46,17 +48,12 @@ grad = torch.ones(int(lengths.sum()), 64)
 def pack():
     return pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
 
-def step():
-    out, state = module(pack())
-    h_n = state[0] if isinstance(state, tuple) else state
-    (out.data.mean() + h_n.mean()).backward()
+if module is not None:
+    step = step_fn(module, batches, "packed", train=True)
+    step_infer = step_fn(module, batches, "packed", train=False)
 
 def pack_train():
     torch.autograd.backward(pack().data, grad)
-
-def step_infer():
-    with torch.no_grad():
-        module(pack())
 
 def pack_infer():
     with torch.no_grad():
