@@ -2,7 +2,8 @@
 // in C++ (the eager path of fastrnn's modules, docs/ops.md):
 //   <cell>_layer(input, batch_sizes, weight_ih, bias_ih?, weight_hh, bias_hh?, h0, [c0,]
 //                reverse, zoneout?=None) -> (output, h_n, [c_n])
-// is <cell>_forward(addmm(bias_ih, input, weight_ih.T), ...) without its workspace. Its
+// is <cell>_forward(input @ weight_ih.T, ..., bias_hh=bias_ih + bias_hh) without its
+// workspace (the GRU: addmm(bias_ih, input, weight_ih.T) and bias_hh; input_projection). Its
 // autograd node runs the backward op and the projection's backward without Python, and the
 // output is never saved for backward, so callers may change it in place (as torch.nn's).
 // Double backward (create_graph=True) recomputes the layer in plain ops:
@@ -85,11 +86,21 @@ RecurrenceGrads run_backward(CellKind kind, const Tensor& grad_output, const Ten
   return {gi, gw, gb, gh, Tensor()};
 }
 
+// The recurrence's inputs from the layer's: input_proj and the bias it adds per step.
+struct Projection {
+  Tensor proj, bias_hh;
+};
+
 // input [total_tokens, input_size] and weight_ih [G*H, input_size] like weight_hh, and
 // batch_sizes against input; the rest is checked by the recurrence op.
-Tensor input_projection(CellKind kind, const Tensor& input, const Tensor& batch_sizes,
-                        const Tensor& weight_ih, const Tensor& bias_ih, const Tensor& weight_hh,
-                        const Tensor& h0) {
+// The LSTM and the Elman RNN add bias_ih and bias_hh to the same sums (gates = W_ih x + b_ih +
+// W_hh h + b_hh), so the recurrence gets b_ih + b_hh and the projection is a plain mm:
+// addmm's copy of bias_ih into its [total_tokens, G*H] result cost ~10 us a call at the
+// AG News shape (2 threads), as much as the RNN's product itself. The GRU's n gate takes
+// b_hn inside r * (W_hn h + b_hn), so the GRU keeps addmm.
+Projection input_projection(CellKind kind, const Tensor& input, const Tensor& batch_sizes,
+                            const Tensor& weight_ih, const Tensor& bias_ih,
+                            const Tensor& weight_hh, const Tensor& bias_hh, const Tensor& h0) {
   check_defined({{&input, "input"}, {&batch_sizes, "batch_sizes"}, {&weight_ih, "weight_ih"},
                  {&weight_hh, "weight_hh"}, {&h0, "h0"}});
   const int64_t rows = cell_info(kind).gates * check_weight_hh(kind, weight_hh);
@@ -99,10 +110,14 @@ Tensor input_projection(CellKind kind, const Tensor& input, const Tensor& batch_
               input.sizes());
   check_shape(weight_ih, "weight_ih", {rows, input.size(1)}, "gates * hidden_size, input_size");
   if (h0.dim() == 2) read_batch_sizes(batch_sizes, h0.size(0), input.size(0), "input");
-  if (!bias_ih.defined()) return at::mm(input, weight_ih.t());
+  if (!bias_ih.defined()) return {at::mm(input, weight_ih.t()), bias_hh};
   check_like(bias_ih, "bias_ih", weight_hh);
   check_shape(bias_ih, "bias_ih", {rows}, "gates * hidden_size");
-  return at::addmm(bias_ih, input, weight_ih.t());
+  if (kind == CellKind::GRU) return {at::addmm(bias_ih, input, weight_ih.t()), bias_hh};
+  if (!bias_hh.defined()) return {at::mm(input, weight_ih.t()), bias_ih};
+  check_like(bias_hh, "bias_hh", weight_hh);
+  check_shape(bias_hh, "bias_hh", {rows}, "gates * hidden_size");
+  return {at::mm(input, weight_ih.t()), bias_ih + bias_hh};
 }
 
 // Indices of the tensors in LayerFunction's saved list and in its inputs.
@@ -145,9 +160,10 @@ class LayerFunction : public torch::autograd::Function<LayerFunction> {
     // autograd kernels (the recurrence ops' are Python, fastrnn/ops.py).
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     ctx->set_materialize_grads(false);
-    Tensor proj = input_projection(kind, input, batch_sizes, weight_ih, bias_ih, weight_hh, h0);
-    Recurrence r =
-        run_forward(kind, proj, batch_sizes, weight_hh, bias_hh, h0, c0, reverse, true, zoneout);
+    const Projection p =
+        input_projection(kind, input, batch_sizes, weight_ih, bias_ih, weight_hh, bias_hh, h0);
+    Recurrence r = run_forward(kind, p.proj, batch_sizes, weight_hh, p.bias_hh, h0, c0, reverse,
+                               true, zoneout);
     ctx->saved_data["kind"] = kind_index;
     ctx->saved_data["reverse"] = reverse;
     ctx->save_for_backward({input, batch_sizes, weight_ih, bias_ih, weight_hh, bias_hh, h0, c0,
@@ -227,8 +243,10 @@ std::vector<Tensor> layer(CellKind kind, const Tensor& input, const Tensor& batc
   }
   // No backward can follow: no workspace, and the output needs no copy.
   at::AutoDispatchBelowADInplaceOrView below_autograd;
-  Tensor proj = input_projection(kind, input, batch_sizes, weight_ih, b_ih, weight_hh, h0);
-  Recurrence r = run_forward(kind, proj, batch_sizes, weight_hh, b_hh, h0, c0, reverse, false, z);
+  const Projection p =
+      input_projection(kind, input, batch_sizes, weight_ih, b_ih, weight_hh, b_hh, h0);
+  Recurrence r =
+      run_forward(kind, p.proj, batch_sizes, weight_hh, p.bias_hh, h0, c0, reverse, false, z);
   std::vector<Tensor> outputs{r.output, r.h_n};
   if (r.c_n.defined()) outputs.push_back(r.c_n);
   return outputs;

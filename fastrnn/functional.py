@@ -109,6 +109,7 @@ def _direction(cell: str, data: Tensor, batch_sizes: Tensor, weights: Sequence[O
     if weight_hr is not None:
         return _projected_lstm(data, weight_ih, bias_ih, batch_sizes, weight_hh, bias_hh,
                                weight_hr, h0, c0, reverse, recurrence)
+    bias_ih, bias_hh = ops.split_biases(cell, bias_ih, bias_hh)
     projection = (data, weight_ih, bias_ih)
     return recurrence(ops.input_projection(*projection), batch_sizes, weight_hh, bias_hh, h0, c0,
                       reverse, ops.Recompute(ops.input_projection, projection))
