@@ -125,7 +125,7 @@ def extensions():
     # vectorise the pointwise loops; it changes no result (FP traps are off anyway).
     cxx = opt + san + ["-fopenmp", "-fno-trapping-math"] + cpu_flags()
     sources = ["csrc/ops.cpp", "csrc/layer.cpp", "csrc/batch_order.cpp", "csrc/stack.cpp",
-               "csrc/recurrence.cpp", "csrc/cells.cpp", "csrc/build_info.cpp",
+               "csrc/recurrence.cpp", "csrc/cells.cpp", "csrc/build_info.cpp", "csrc/packing.cpp",
                "csrc/cpu/recurrence_cpu.cpp", "csrc/layer_norm_ops.cpp",
                "csrc/cpu/layer_norm_cpu.cpp", "csrc/layer_norm_buffers.cpp"]
     kwargs = dict(extra_link_args=["-fopenmp"] + san, py_limited_api=False)
