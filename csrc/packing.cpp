@@ -11,6 +11,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <cstring>
 #include <vector>
 
 namespace fastrnn {
@@ -75,6 +76,31 @@ std::tuple<Tensor, Tensor> packed_rows(const Tensor& lengths_in,
   return {index, batch_sizes};
 }
 
+// The gradient of rows.index_select(0, index) on the CPU, for an index without repeats: one
+// pass over the rows, each a copy of its token's gradient or zeros (any dtype: zero bytes).
+Tensor scatter_rows(const Tensor& grad_in, const Tensor& index, int64_t rows) {
+  const Tensor grad = grad_in.contiguous();
+  std::vector<int64_t> sizes(grad.sizes().begin(), grad.sizes().end());
+  sizes[0] = rows;
+  Tensor out = at::empty(sizes, grad.options());
+  const int64_t row_bytes = (grad.size(0) > 0 ? grad.numel() / grad.size(0) : 0) *
+                            static_cast<int64_t>(grad.element_size());
+  std::vector<int64_t> source(rows, -1);
+  const Tensor index_c = index.contiguous();
+  const int64_t* idx = index_c.const_data_ptr<int64_t>();
+  for (int64_t i = 0; i < index_c.numel(); ++i) source[idx[i]] = i;
+  const char* from = static_cast<const char*>(grad.const_data_ptr());
+  char* to = static_cast<char*>(out.data_ptr());
+  for (int64_t r = 0; r < rows; ++r) {
+    if (source[r] < 0) {
+      std::memset(to + r * row_bytes, 0, row_bytes);
+    } else {
+      std::memcpy(to + r * row_bytes, from + source[r] * row_bytes, row_bytes);
+    }
+  }
+  return out;
+}
+
 class GatherRows : public torch::autograd::Function<GatherRows> {
  public:
   static Tensor forward(AutogradContext* ctx, const Tensor& rows, const Tensor& index) {
@@ -85,9 +111,13 @@ class GatherRows : public torch::autograd::Function<GatherRows> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const Tensor index = ctx->get_saved_variables()[0];
+    const int64_t rows = ctx->saved_data["rows"].toInt();
+    if (!at::GradMode::is_enabled() && grads[0].device().is_cpu()) {
+      return {scatter_rows(grads[0], index, rows), Tensor()};
+    }
     const int64_t tokens = index.numel();
     // source[i]: the token row i of the padded batch went to, or the zero row after them.
-    Tensor source = at::full({ctx->saved_data["rows"].toInt()}, tokens, index.options());
+    Tensor source = at::full({rows}, tokens, index.options());
     source.index_put_({index}, at::arange(tokens, index.options()));
     const Tensor& grad = grads[0];
     std::vector<int64_t> zero_row(grad.sizes().begin(), grad.sizes().end());
