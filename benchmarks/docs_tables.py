@@ -41,6 +41,8 @@ TABLES = {
                                                  **AGNEWS_FWD_BWD),
     "module-step": lambda: module_step_table(_load("module-cpu-2core-torch2.13.json"),
                                              _load("module-cpu-2core-torch2.13-large.json")),
+    "module-step-fastrnn-pack": lambda: module_step_table(
+        _load("module-cpu-2core-torch2.13-fastrnn-pack.json")),
     "saved-memory": lambda: _saved("rows"),
     "saved-memory-proj": lambda: _saved("proj_rows"),
     "agnews": lambda: agnews_table([json.load(open(p)) for p in

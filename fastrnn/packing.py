@@ -5,14 +5,15 @@ backward) and, with ``enforce_sorted=False``, first copies the whole padded batc
 order, whose backward is an ``index_add`` into zeros. At the AG News shape (batch 16, ~134
 steps, 64 features) that is ~0.5 ms of a training step on 2 CPU cores, more than fastrnn's
 LSTM forward and backward together (docs/speed.md). Here the packed rows are one
-``index_select`` of the padded batch viewed as rows, the sort folded into the row index, so
-autograd's backward is one ``index_add``.
+``index_select`` of the padded batch viewed as rows, the sort folded into the row index
+(``torch.ops.fastrnn.packed_rows``, csrc/packing.cpp), and the backward writes each padded row
+once (``torch.ops.fastrnn.gather_rows``).
 
 The results are torch's, value for value: the same ``torch.sort`` gives ``sorted_indices``,
 the same ``PackedSequence`` constructor ``unsorted_indices``, and ``data`` holds the same
 elements; so are the gradients. Input that torch rejects or treats specially (lengths that are
 not a 1-D CPU tensor of the batch's size, lengths out of range or unsorted with
-``enforce_sorted``, empty input), and calls under ``torch.jit`` tracing or scripting,
+``enforce_sorted``, empty input), and calls under ``torch.jit.trace``,
 ``torch.compile`` or a ``torch.func`` transform, go to torch's function itself, so that they
 raise torch's errors and are traced as torch's ops.
 """
