@@ -184,3 +184,54 @@ def test_ops():
 def test_packed_rows_bad_input(args, message):
     with pytest.raises(RuntimeError, match=message):
         torch.ops.fastrnn.packed_rows(*args)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@st.composite
+def pack_cases(draw):
+    batch = draw(st.integers(1, 6))
+    lengths = draw(st.lists(st.integers(-1, 8), min_size=batch, max_size=batch))
+    if draw(st.booleans()):
+        lengths = sorted(lengths, reverse=True)
+    return dict(lengths=lengths, steps=max(1, max(lengths)) + draw(st.integers(-1, 2)),
+                tail=tuple(draw(st.lists(st.integers(1, 3), max_size=2))),
+                batch_first=draw(st.booleans()), enforce_sorted=draw(st.booleans()),
+                as_tensor=draw(st.booleans()),
+                dtype=draw(st.sampled_from([torch.float32, torch.float64, torch.int64])),
+                seed=draw(st.integers(0, 2**31 - 1)))
+
+
+@given(pack_cases())
+def test_fuzz_parity_with_torch(case):
+    """Random lengths (invalid ones too), paddings, shapes, flags and dtypes: torch's result
+    and gradient, or torch's error."""
+    c = case
+    batch = len(c["lengths"])
+    x = padded(batch, c["steps"], c["tail"], c["batch_first"], c["dtype"], c["seed"])
+    if c["dtype"].is_floating_point:
+        x.requires_grad_()
+    lengths = torch.tensor(c["lengths"]) if c["as_tensor"] else c["lengths"]
+    args = (lengths, c["batch_first"], c["enforce_sorted"])
+    try:
+        want = torch_pack(x, *args)
+    except Exception as error:  # noqa: BLE001 (whatever torch raises, fastrnn must too)
+        with pytest.raises(type(error)) as got:
+            pack_padded_sequence(x, *args)
+        assert str(got.value) == str(error)
+        return
+    got = pack_padded_sequence(x, *args)
+    assert_same_packed(got, want)
+    if x.requires_grad:
+        grad = torch.randn(want.data.shape, generator=torch.Generator().manual_seed(c["seed"]),
+                           dtype=x.dtype)
+        try:  # torch packs lengths past the padding, and its backward then fails
+            want_grad = torch.autograd.grad(want.data, x, grad)[0]
+        except Exception as error:  # noqa: BLE001
+            with pytest.raises(type(error)) as got_error:
+                torch.autograd.grad(got.data, x, grad)
+            assert str(got_error.value) == str(error)
+            return
+        assert torch.equal(torch.autograd.grad(got.data, x, grad)[0], want_grad)
