@@ -14,8 +14,8 @@ the same ``PackedSequence`` constructor ``unsorted_indices``, and ``data`` holds
 elements; so are the gradients. Input that torch rejects or treats specially (lengths that are
 not a 1-D CPU tensor of the batch's size, lengths out of range or unsorted with
 ``enforce_sorted``, empty input), and calls under ``torch.jit.trace``,
-``torch.compile`` or a ``torch.func`` transform, go to torch's function itself, so that they
-raise torch's errors and are traced as torch's ops.
+``torch.compile``, a ``torch.func`` transform or forward AD, go to torch's function itself, so
+that they raise torch's errors and are traced as torch's ops.
 """
 from typing import List, Optional, Union
 
@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.nn.utils import rnn as torch_rnn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _extension  # noqa: F401  (registers torch.ops.fastrnn.*)
+from . import _compat, _extension  # noqa: F401  (_extension registers torch.ops.fastrnn.*)
 
 __all__ = ["pack_padded_sequence"]
 
@@ -42,8 +42,10 @@ def pack_padded_sequence(input: Tensor, lengths: Union[Tensor, List[int]], batch
 
 
 def _traced() -> bool:
+    """torch's function runs here: traced and compiled graphs get torch's ops, and under a
+    torch.func transform or forward AD its behaviour (torch's packing has no forward AD)."""
     return (torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling()
-            or torch._C._are_functorch_transforms_active())
+            or _compat.functorch_transform_active() or _compat.forward_ad_active())
 
 
 def _fast_pack(input, lengths, batch_first: bool, enforce_sorted: bool) -> Optional[PackedSequence]:

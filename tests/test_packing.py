@@ -137,6 +137,19 @@ def test_traced_and_transformed_calls_are_torchs():
     assert torch.equal(torch.func.vmap(data)(x.unsqueeze(0))[0], want)
 
 
+def test_forward_ad_gets_torchs_error():
+    # torch's packing has no forward-mode derivative: the same error, not a silent one.
+    import torch.autograd.forward_ad as fwAD
+    x = padded(3, 4, (2,), batch_first=True)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x, torch.ones_like(x))
+        with pytest.raises(NotImplementedError) as want:
+            torch_pack(dual, [2, 4, 3], True, False)
+        with pytest.raises(NotImplementedError) as got:
+            pack_padded_sequence(dual, [2, 4, 3], True, False)
+    assert str(got.value) == str(want.value)
+
+
 def test_trains_a_module_as_torchs_does():
     x = padded(4, 6, (5,), batch_first=True).requires_grad_()
     lengths = [3, 6, 1, 4]
