@@ -4,14 +4,15 @@
     fastrnn.LayerNormLSTM / LayerNormGRU   the same with layer normalisation (beyond torch.nn)
     fastrnn.convert(model)         swap torch.nn recurrent layers for fastrnn's (to_torch: back)
     fastrnn.lstm / gru / rnn_tanh / rnn_relu   the fused one-layer ops (fastrnn.ops)
-    fastrnn.pack_padded_sequence   torch.nn.utils.rnn's, as one gather (fastrnn.packing)
+    fastrnn.pack_padded_sequence / pad_packed_sequence   torch.nn.utils.rnn's, one gather each
 """
 from . import functional, ops
 from .layer_norm import LayerNormGRU, LayerNormLSTM
 from .modules import GRU, LSTM, RNN, convert, to_torch
 from .ops import gru, input_projection, lstm, rnn_relu, rnn_tanh
-from .packing import pack_padded_sequence
+from .packing import pack_padded_sequence, pad_packed_sequence
 
 __all__ = ["LSTM", "GRU", "RNN", "LayerNormLSTM", "LayerNormGRU", "convert", "to_torch", "ops", "functional",
-           "lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "pack_padded_sequence"]
+           "lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "pack_padded_sequence",
+           "pad_packed_sequence"]
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""``fastrnn.pack_padded_sequence``: torch.nn.utils.rnn.pack_padded_sequence as one gather.
+"""``fastrnn.pack_padded_sequence`` and ``pad_packed_sequence``: torch.nn.utils.rnn's, as one
+gather each (the padding: docs/modules.md).
 
 torch's packs step by step (a slice and a copy per distinct length, one more per step in its
 backward) and, with ``enforce_sorted=False``, first copies the whole padded batch into sorted
@@ -17,7 +18,7 @@ not a 1-D CPU tensor of the batch's size, lengths out of range or unsorted with
 ``torch.compile``, a ``torch.func`` transform or forward AD, go to torch's function itself, so
 that they raise torch's errors and are traced as torch's ops.
 """
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -26,7 +27,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import _compat, _extension  # noqa: F401  (_extension registers torch.ops.fastrnn.*)
 
-__all__ = ["pack_padded_sequence"]
+__all__ = ["pack_padded_sequence", "pad_packed_sequence"]
 
 
 def pack_padded_sequence(input: Tensor, lengths: Union[Tensor, List[int]], batch_first: bool = False,
@@ -81,7 +82,53 @@ def _fast_pack(input, lengths, batch_first: bool, enforce_sorted: bool) -> Optio
     return PackedSequence(data, batch_sizes, sorted_indices, None)
 
 
+def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
+                        padding_value: float = 0.0,
+                        total_length: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+    """Pads a packed batch of variable-length sequences: the same arguments and results as
+    ``torch.nn.utils.rnn.pad_packed_sequence`` (the padded batch in the caller's order, and
+    its lengths), in one pass whose backward is one gather."""
+    padded = _fast_pad(sequence, batch_first, padding_value, total_length)
+    if padded is None:
+        return torch_rnn.pad_packed_sequence(sequence, batch_first, padding_value, total_length)
+    return padded
+
+
+def _fast_pad(sequence, batch_first: bool, padding_value, total_length):
+    """(padded, lengths), or None where torch's function must run: traced calls, and anything
+    but a well-formed PackedSequence (torch raises or decides there)."""
+    if _traced() or not isinstance(sequence, PackedSequence):
+        return None
+    data, batch_sizes, _, unsorted_indices = sequence
+    if (not isinstance(data, Tensor) or data.dim() < 1 or not isinstance(batch_sizes, Tensor)
+            or batch_sizes.device.type != "cpu" or batch_sizes.dtype != torch.int64
+            or batch_sizes.dim() != 1 or batch_sizes.numel() == 0
+            or type(padding_value) not in (int, float, bool)):
+        return None
+    steps = batch_sizes.numel()
+    if total_length is not None:
+        if type(total_length) is not int or total_length < steps:
+            return None
+        steps = total_length
+    if unsorted_indices is not None and not isinstance(unsorted_indices, Tensor):
+        return None
+    unsorted = None if unsorted_indices is None else unsorted_indices.cpu()
+    try:  # checks the PackedSequence: torch's function decides what a malformed one gives
+        positions, lengths = _PADDED_POSITIONS(batch_sizes, unsorted, steps, batch_first)
+    except RuntimeError:
+        return None
+    if positions.numel() != data.shape[0]:
+        return None
+    batch = lengths.numel()
+    padded = _UNPACK_ROWS(data, positions.to(data.device), batch * steps, padding_value)
+    shape = (batch, steps) if batch_first else (steps, batch)
+    padded = padded.view(shape + data.shape[1:])
+    return padded, lengths
+
+
 _PACKED_ROWS = torch.ops.fastrnn.packed_rows.default
+_UNPACK_ROWS = torch.ops.fastrnn.unpack_rows.default
+_PADDED_POSITIONS = torch.ops.fastrnn.padded_positions.default
 _GATHER_ROWS = torch.ops.fastrnn.gather_rows.default
 
 
@@ -94,3 +141,14 @@ def _packed_rows_fake(lengths, sorted_indices, steps, batch_first):
 @torch.library.register_fake("fastrnn::gather_rows")
 def _gather_rows_fake(rows, index):
     return rows.new_empty((index.shape[0],) + rows.shape[1:])
+
+
+@torch.library.register_fake("fastrnn::unpack_rows")
+def _unpack_rows_fake(data, positions, rows, padding_value):
+    return data.new_empty((rows,) + data.shape[1:])
+
+
+@torch.library.register_fake("fastrnn::padded_positions")
+def _padded_positions_fake(batch_sizes, unsorted_indices, steps, batch_first):
+    ctx = torch.library.get_ctx()
+    return batch_sizes.new_empty(ctx.new_dynamic_size()), batch_sizes.new_empty(ctx.new_dynamic_size())

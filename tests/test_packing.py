@@ -192,7 +192,7 @@ def test_ops():
     ((torch.tensor([5, 1]), None, 4, True), r"lengths must be in \[1, 4\]"),
     ((torch.tensor([2, 1], dtype=torch.int32), None, 4, True), "lengths must be a 1-D int64"),
     ((torch.tensor([2, 1]), torch.tensor([0, 0]), 4, True), "must be a permutation"),
-    ((torch.tensor([2, 1]), torch.tensor([0]), 4, True), "one entry per length"),
+    ((torch.tensor([2, 1]), torch.tensor([0]), 4, True), "one entry per row"),
 ])
 def test_packed_rows_bad_input(args, message):
     with pytest.raises(RuntimeError, match=message):
@@ -248,3 +248,125 @@ def test_fuzz_parity_with_torch(case):
             assert str(got_error.value) == str(error)
             return
         assert torch.equal(torch.autograd.grad(got.data, x, grad)[0], want_grad)
+
+
+# --- pad_packed_sequence ----------------------------------------------------------------
+
+from torch.nn.utils.rnn import PackedSequence  # noqa: E402
+from torch.nn.utils.rnn import pad_packed_sequence as torch_pad  # noqa: E402
+
+from fastrnn import pad_packed_sequence  # noqa: E402
+
+
+def packed_leaf(lengths, batch_first, enforce_sorted, tail=(3,), dtype=torch.float32, seed=0):
+    x = padded(len(lengths), max(lengths) + 1, tail, batch_first, dtype, seed)
+    p = torch_pack(x, lengths, batch_first, enforce_sorted)
+    data = p.data.clone()
+    if dtype.is_floating_point:
+        data.requires_grad_()
+    return PackedSequence(data, p.batch_sizes, p.sorted_indices, p.unsorted_indices)
+
+
+def assert_same_padding(packed, *args):
+    want = torch_pad(packed, *args)
+    got = pad_packed_sequence(packed, *args)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.device == w.device and torch.equal(g, w)
+    if packed.data.requires_grad:
+        grad = torch.randn(want[0].shape, generator=torch.Generator().manual_seed(3),
+                           dtype=want[0].dtype)
+        assert torch.equal(torch.autograd.grad(got[0], packed.data, grad)[0],
+                           torch.autograd.grad(want[0], packed.data, grad)[0])
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("enforce_sorted", [True, False])
+@pytest.mark.parametrize("padding_value, total_length", [(0.0, None), (-2.5, None), (1, 9)])
+def test_pad_same_as_torch(batch_first, enforce_sorted, padding_value, total_length):
+    lengths = [5, 3, 3, 1] if enforce_sorted else [3, 5, 1, 3]
+    packed = packed_leaf(lengths, batch_first, enforce_sorted)
+    assert_same_padding(packed, batch_first, padding_value, total_length)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int64, torch.bool])
+@pytest.mark.parametrize("tail", [(), (2, 2)])
+def test_pad_any_dtype_and_shape(dtype, tail):
+    assert_same_padding(packed_leaf([2, 4, 3], True, False, tail, dtype), True, 0.0, None)
+
+
+def test_pad_round_trip_with_fastrnn_pack():
+    x = padded(4, 6, (3,), batch_first=True)
+    lengths = torch.tensor([6, 2, 4, 1])
+    out, got_lengths = pad_packed_sequence(
+        pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False), True)
+    mask = torch.arange(6).unsqueeze(0) < lengths.unsqueeze(1)
+    assert torch.equal(got_lengths, lengths)
+    assert torch.equal(out, x * mask.unsqueeze(2))
+
+
+def malformed():
+    good = packed_leaf([3, 2, 2], True, False)
+    data, bs, s, u = good
+    return [
+        ("total_length too short", good, dict(total_length=2)),
+        ("increasing batch_sizes", PackedSequence(data[:7], torch.tensor([2, 3, 2]), None, None), {}),
+        ("data longer than batch_sizes", PackedSequence(data, torch.tensor([3, 3]), None, None), {}),
+        ("not a permutation", PackedSequence(data, bs, s, torch.tensor([0, 0, 1])), {}),
+    ]
+
+
+@pytest.mark.parametrize("name, packed, kwargs", malformed(), ids=[m[0] for m in malformed()])
+def test_pad_malformed_input_is_torchs(name, packed, kwargs):
+    try:
+        want = torch_pad(packed, True, **kwargs)
+    except Exception as error:  # noqa: BLE001 (whatever torch raises, fastrnn must too)
+        with pytest.raises(type(error)) as got:
+            pad_packed_sequence(packed, True, **kwargs)
+        assert str(got.value) == str(error)
+        return
+    got = pad_packed_sequence(packed, True, **kwargs)
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+
+
+def test_pad_gradcheck_and_gradgradcheck():
+    packed = packed_leaf([2, 4, 3], True, False, dtype=torch.float64)
+
+    def pad(data):
+        return pad_packed_sequence(PackedSequence(data, *packed[1:]), True, -1.0, 6)[0]
+
+    torch.autograd.gradcheck(pad, (packed.data,))
+    torch.autograd.gradgradcheck(pad, (packed.data,))
+
+
+def test_pad_ops():
+    positions, lengths = torch.ops.fastrnn.padded_positions(
+        torch.tensor([3, 2, 1]), torch.tensor([1, 2, 0]), 4, True)
+    # sorted rows 0, 1, 2 sit at places 2, 0, 1; place b's row is b * 4 + step
+    assert positions.tolist() == [8, 0, 4, 9, 1, 10]
+    assert lengths.tolist() == [2, 1, 3]
+    data = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.fastrnn.unpack_rows.default, (data, positions, 12, -1.0),
+                          test_utils=("test_schema", "test_autograd_registration",
+                                      "test_faketensor"))
+    torch.autograd.gradcheck(lambda d: torch.ops.fastrnn.unpack_rows(d, positions, 12, 0.5),
+                             (data,))
+    with pytest.raises(RuntimeError, match="distinct rows"):
+        torch.ops.fastrnn.unpack_rows(data, torch.tensor([0, 0, 1, 2, 3, 4]), 12, 0.0)
+    with pytest.raises(RuntimeError, match="non-increasing"):
+        torch.ops.fastrnn.padded_positions(torch.tensor([1, 2]), None, 4, True)
+    with pytest.raises(RuntimeError, match="must be at least"):
+        torch.ops.fastrnn.padded_positions(torch.tensor([2, 1]), None, 1, True)
+
+
+@given(pack_cases())
+def test_fuzz_pad_parity_with_torch(case):
+    """Packed by torch from random valid cases, then padded: torch's result and gradient."""
+    c = case
+    lengths = [max(1, n) for n in c["lengths"]]
+    if c["enforce_sorted"]:
+        lengths = sorted(lengths, reverse=True)
+    packed = packed_leaf(lengths, c["batch_first"], c["enforce_sorted"], c["tail"], c["dtype"],
+                         c["seed"])
+    total_length = None if c["as_tensor"] else max(lengths) + abs(c["steps"]) % 3
+    assert_same_padding(packed, c["batch_first"], float(c["seed"] % 3), total_length)
