@@ -150,7 +150,8 @@ def run(shape, cases, passes, rounds, seed=0, repeats=1, pack="torch"):
         target = None if pack != "torch" else (
             TARGETS if shape == "agnews" else LARGE_TARGETS).get((case, pass_))
         row = dict(shape=shape, case=case, pass_=pass_, torch_layout=torch_layout,
-                   batches_per_call=len(batches), fastrnn_pack=pack, fastrnn_ms=statistics.median(ours_ms),
+                   batches_per_call=len(batches), fastrnn_pack=pack,
+                   fastrnn_ms=statistics.median(ours_ms),
                    torch_ms=statistics.median(torch_ms), speedup=ratio,
                    speedup_low=min(runs), speedup_high=max(runs), repeats=repeats,
                    target=target, met=None if target is None else ratio >= target)

@@ -10,6 +10,8 @@
 #include <optional>
 #include <vector>
 
+#include "index_map.h"
+
 namespace fastrnn {
 
 namespace {
@@ -21,18 +23,8 @@ using torch::autograd::variable_list;
 // The inverse of `indices` if it is a permutation of [0, n) (on the CPU), else nullopt (CUDA
 // keeps index_select's backward, an index_add kernel there).
 std::optional<std::vector<int64_t>> inverse_of(const Tensor& indices, int64_t n) {
-  if (indices.device().type() != at::kCPU || indices.scalar_type() != at::kLong ||
-      indices.dim() != 1 || indices.numel() != n) {
-    return std::nullopt;
-  }
-  const Tensor idx = indices.contiguous();
-  const int64_t* p = idx.const_data_ptr<int64_t>();
-  std::vector<int64_t> inverse(n, -1);
-  for (int64_t i = 0; i < n; ++i) {
-    if (p[i] < 0 || p[i] >= n || inverse[p[i]] != -1) return std::nullopt;
-    inverse[p[i]] = i;
-  }
-  return inverse;
+  if (indices.numel() != n) return std::nullopt;
+  return inverse_map(indices, n);
 }
 
 // `indices` must be a permutation of [0, states.size(1)) on the CPU (permute_batch checks).

@@ -16,7 +16,10 @@
 #include <torch/library.h>
 
 #include <cstring>
+#include <optional>
 #include <vector>
+
+#include "index_map.h"
 
 namespace fastrnn {
 
@@ -44,20 +47,12 @@ std::vector<int64_t> read_permutation(const c10::optional<Tensor>& perm, int64_t
   check_index_vector(*perm, op, name);
   TORCH_CHECK(perm->numel() == n, "fastrnn: ", op, ": ", name, " must have one entry per row (",
               n, "), got ", perm->numel());
+  std::optional<std::vector<int64_t>> inv = inverse_map(*perm, n);
+  TORCH_CHECK(inv.has_value(), "fastrnn: ", op, ": ", name, " must be a permutation of [0, ", n,
+              ")");
+  if (inverse) return *inv;
   const Tensor p = perm->contiguous();
-  const int64_t* v = p.const_data_ptr<int64_t>();
-  std::vector<bool> seen(n, false);
-  for (int64_t i = 0; i < n; ++i) {
-    TORCH_CHECK(v[i] >= 0 && v[i] < n && !seen[v[i]], "fastrnn: ", op, ": ", name,
-                " must be a permutation of [0, ", n, ")");
-    seen[v[i]] = true;
-    if (inverse) {
-      out[v[i]] = i;
-    } else {
-      out[i] = v[i];
-    }
-  }
-  return out;
+  return {p.const_data_ptr<int64_t>(), p.const_data_ptr<int64_t>() + n};
 }
 
 std::tuple<Tensor, Tensor> packed_rows(const Tensor& lengths_in,
@@ -102,10 +97,7 @@ Tensor scatter_rows(const Tensor& grad_in, const Tensor& index, int64_t rows) {
   Tensor out = at::empty(sizes, grad.options());
   const int64_t row_bytes = (grad.size(0) > 0 ? grad.numel() / grad.size(0) : 0) *
                             static_cast<int64_t>(grad.element_size());
-  std::vector<int64_t> source(rows, -1);
-  const Tensor index_c = index.contiguous();
-  const int64_t* idx = index_c.const_data_ptr<int64_t>();
-  for (int64_t i = 0; i < index_c.numel(); ++i) source[idx[i]] = i;
+  const std::vector<int64_t> source = *inverse_map(index, rows);  // GatherRows checked it
   const char* from = static_cast<const char*>(grad.const_data_ptr());
   char* to = static_cast<char*>(out.data_ptr());
   for (int64_t r = 0; r < rows; ++r) {
@@ -189,25 +181,15 @@ void check_gather(const Tensor& rows, const Tensor& index) {
               "-D ", index.scalar_type(), " tensor");
 }
 
-// Whether `index` (on the CPU) repeats no row of `rows`: GatherRows's backward needs that.
-bool without_repeats(const Tensor& index, int64_t rows) {
-  if (!index.device().is_cpu()) return false;
-  const Tensor idx = index.contiguous();
-  const int64_t* p = idx.const_data_ptr<int64_t>();
-  std::vector<bool> seen(rows, false);
-  for (int64_t i = 0; i < idx.numel(); ++i) {
-    if (p[i] < 0 || p[i] >= rows || seen[p[i]]) return false;
-    seen[p[i]] = true;
-  }
-  return true;
-}
-
 Tensor gather_rows(const Tensor& rows, const Tensor& index) {
   check_gather(rows, index);
-  if (at::GradMode::is_enabled() && rows.requires_grad() && without_repeats(index, rows.size(0))) {
+  // A CPU index without repeats (inverse_map) has the gather backward; others keep
+  // index_select's autograd.
+  if (at::GradMode::is_enabled() && rows.requires_grad() &&
+      inverse_map(index, rows.size(0)).has_value()) {
     return GatherRows::apply(rows, index);
   }
-  return rows.index_select(0, index);  // index_select's autograd, if any
+  return rows.index_select(0, index);
 }
 
 Tensor gather_rows_below_autograd(const Tensor& rows, const Tensor& index) {
@@ -235,7 +217,7 @@ void check_unpack(const Tensor& data, const Tensor& positions, int64_t rows) {
               "fastrnn: unpack_rows: positions must be a 1-D int64 tensor with one entry per "
               "row of data (", data.size(0), "), got a ", positions.dim(), "-D ",
               positions.scalar_type(), " tensor of ", positions.numel());
-  TORCH_CHECK(!positions.device().is_cpu() || without_repeats(positions, rows),
+  TORCH_CHECK(!positions.device().is_cpu() || inverse_map(positions, rows).has_value(),
               "fastrnn: unpack_rows: positions must be distinct rows in [0, ", rows, ")");
 }
 
@@ -261,15 +243,13 @@ Tensor unpack_rows_below_autograd(const Tensor& data, const Tensor& positions, i
 Tensor UnpackRows::forward(AutogradContext* ctx, const Tensor& data, const Tensor& positions,
                            int64_t rows, const at::Scalar& padding_value) {
   ctx->save_for_backward({positions});
-  at::AutoDispatchBelowADInplaceOrView below_autograd;
   return unpack_rows_below_autograd(data, positions, rows, padding_value);
 }
 
 Tensor unpack_rows(const Tensor& data, const Tensor& positions, int64_t rows,
                    const at::Scalar& padding_value) {
   if (at::GradMode::is_enabled() && data.requires_grad()) {
-    check_unpack(data, positions, rows);
-    return UnpackRows::apply(data, positions, rows, padding_value);
+    return UnpackRows::apply(data, positions, rows, padding_value);  // checks in its forward
   }
   return unpack_rows_below_autograd(data, positions, rows, padding_value);
 }

@@ -70,11 +70,10 @@ def _fast_pack(input, lengths, batch_first: bool, enforce_sorted: bool) -> Optio
     sorted_indices = None
     if not enforce_sorted:
         lengths, sorted_indices = torch.sort(lengths, descending=True)
-    elif batch > 1 and bool((lengths[1:] > lengths[:-1]).any()):
+    try:  # checks the lengths (sorted, in [1, steps]): torch's function decides otherwise
+        index, batch_sizes = _PACKED_ROWS(lengths, sorted_indices, steps, batch_first)
+    except RuntimeError:
         return None
-    if int(lengths[-1]) <= 0 or int(lengths[0]) > steps:
-        return None
-    index, batch_sizes = _PACKED_ROWS(lengths, sorted_indices, steps, batch_first)
     if sorted_indices is not None:
         sorted_indices = sorted_indices.to(input.device)
     rows = input.reshape((batch * steps,) + input.shape[2:])
@@ -100,9 +99,8 @@ def _fast_pad(sequence, batch_first: bool, padding_value, total_length):
     if _traced() or not isinstance(sequence, PackedSequence):
         return None
     data, batch_sizes, _, unsorted_indices = sequence
+    # padded_positions checks batch_sizes (a non-empty 1-D int64 CPU tensor) below.
     if (not isinstance(data, Tensor) or data.dim() < 1 or not isinstance(batch_sizes, Tensor)
-            or batch_sizes.device.type != "cpu" or batch_sizes.dtype != torch.int64
-            or batch_sizes.dim() != 1 or batch_sizes.numel() == 0
             or type(padding_value) not in (int, float, bool)):
         return None
     steps = batch_sizes.numel()
