@@ -1,9 +1,10 @@
-"""Builds fastrnn._C against the torch that is already installed.
+"""Builds fastrnn._C against the torch of the environment fastrnn is installed into.
 
-Install with `pip install --no-build-isolation .` (see README.md): the
-extension must be compiled against the same torch it will run with, so the
-build has to see the installed torch rather than a fresh one in an isolated
-build environment.
+The package's metadata is static, in pyproject.toml; this file holds only the extension.
+`pip install .` (or `-e .`) runs it through the in-tree build backend
+(build_backend/torch_aware_backend.py), which puts the target environment's torch on the
+path even inside pip's isolated build. Compiled objects are kept in build/temp, so a
+second install (or an editable rebuild) recompiles only what changed.
 
 CUDA: the CUDA kernels are built whenever torch is a CUDA build and nvcc is
 found (no GPU needed). CUDA_HOME is taken from the environment, else CUDA's
@@ -21,8 +22,8 @@ Environment switches:
                       (-fsanitize=address,undefined -fno-sanitize-recover=undefined
                       -fno-omit-frame-pointer -O1 -g, compile and link; CPU only). Python itself
                       is not instrumented, so run it with the ASan runtime preloaded:
-                        LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
-                        ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+                        LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \\
+                        ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \\
                         python -m pytest tests
                       (.ci/run does this in its sanitizer job). Build it in a separate checkout or
                       venv: an instrumented _C.so fails to load without the preloaded runtime.
@@ -32,18 +33,13 @@ import os
 import platform
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 try:
     import torch
     from torch.utils.cpp_extension import BuildExtension, CppExtension
-except ImportError:  # pragma: no cover - only hit in an isolated build env
-    sys.exit(
-        "fastrnn: torch is not importable in the build environment.\n"
-        "fastrnn compiles against your installed torch; install torch first, then run\n"
-        "    pip install --no-build-isolation .\n"
-        "(plain `pip install .` builds in an isolated environment without your torch)."
-    )
+except ImportError:
+    torch = None
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -112,6 +108,12 @@ def nvidia_wheel_includes():
     return sorted(glob.glob(os.path.join(site, "nvidia", "*", "include")))
 
 
+def sources_matching(*patterns):
+    """The sources under csrc/ (paths relative to the root, as setuptools wants them)."""
+    return sorted(os.path.relpath(path, ROOT) for pattern in patterns
+                  for path in glob.glob(os.path.join(ROOT, pattern)))
+
+
 def extensions():
     debug = os.environ.get("FASTRNN_DEBUG", "0") == "1"
     sanitize = os.environ.get("FASTRNN_SANITIZE", "0") == "1"
@@ -124,10 +126,7 @@ def extensions():
     # -fno-trapping-math lets GCC if-convert the branch-free activations and
     # vectorise the pointwise loops; it changes no result (FP traps are off anyway).
     cxx = opt + san + ["-fopenmp", "-fno-trapping-math"] + cpu_flags()
-    sources = ["csrc/ops.cpp", "csrc/layer.cpp", "csrc/batch_order.cpp", "csrc/stack.cpp",
-               "csrc/recurrence.cpp", "csrc/cells.cpp", "csrc/build_info.cpp", "csrc/packing.cpp",
-               "csrc/cpu/recurrence_cpu.cpp", "csrc/layer_norm_ops.cpp",
-               "csrc/cpu/layer_norm_cpu.cpp", "csrc/layer_norm_buffers.cpp"]
+    sources = sources_matching("csrc/*.cpp", "csrc/cpu/*.cpp")
     kwargs = dict(extra_link_args=["-fopenmp"] + san, py_limited_api=False)
     if sanitize:
         print("fastrnn: FASTRNN_SANITIZE=1: ASan+UBSan build, CPU only")
@@ -137,8 +136,7 @@ def extensions():
         defines = ["-DFASTRNN_WITH_CUDA"]
         return [CUDAExtension(
             "fastrnn._C",
-            sources + ["csrc/cuda/recurrence_cuda.cu", "csrc/cuda/persistent.cu",
-                       "csrc/cuda/path_info.cu", "csrc/cuda/layer_norm_cuda.cu"],
+            sources + sources_matching("csrc/cuda/*.cu"),
             include_dirs=nvidia_wheel_includes(),
             extra_compile_args={"cxx": cxx + defines, "nvcc": opt + defines},
             **kwargs,
@@ -146,25 +144,29 @@ def extensions():
     return [CppExtension("fastrnn._C", sources, extra_compile_args={"cxx": cxx}, **kwargs)]
 
 
-def version():
-    """fastrnn/__init__.py's __version__ (its one home)."""
-    with open(os.path.join(ROOT, "fastrnn", "__init__.py")) as f:
-        for line in f:
-            if line.startswith("__version__"):
-                return line.split("=", 1)[1].strip().strip('"')
-    raise RuntimeError("fastrnn/__init__.py has no __version__")
+def persistent_build_ext():
+    """torch's BuildExtension (ninja) with a persistent object folder, build/temp, instead of
+    the fresh temporary one each (editable) install gets: ninja then recompiles only the
+    sources whose command line or inputs (headers included) changed. ``force``: setuptools'
+    own up-to-date test sees no headers, so it always hands the build to ninja."""
+
+    class BuildExt(BuildExtension.with_options(use_ninja=True)):
+        def finalize_options(self):
+            super().finalize_options()
+            self.build_temp = os.path.join(ROOT, "build", "temp")
+            self.force = True
+
+    return BuildExt
 
 
-setup(
-    name="fastrnn",
-    version=version(),
-    description="Fused packed-sequence LSTM/GRU/RNN kernels for PyTorch",
-    packages=find_packages(include=["fastrnn", "fastrnn.*"]),
-    ext_modules=extensions(),
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    python_requires=">=3.9",
-    install_requires=["torch>=2.4", "tqdm"],
-    extras_require={"plot": ["matplotlib"],
-                    "test": ["pytest", "hypothesis", "expecttest", "numpy", "ninja"]},
-    entry_points={"console_scripts": ["fastrnn-agnews = fastrnn.agnews.cli:main"]},
-)
+WHEEL_COMMANDS = {"build", "build_ext", "bdist_wheel", "editable_wheel", "install", "develop"}
+
+if torch is None:
+    if WHEEL_COMMANDS & set(sys.argv[1:]):
+        sys.exit("fastrnn: torch is not importable: fastrnn compiles against the torch it will "
+                 "run with, so install torch first (`pip install torch`), then `pip install .`")
+    setup()  # metadata or an sdist: no extension to describe
+else:
+    print(f"fastrnn: building against torch {torch.__version__} in "
+          f"{os.path.dirname(os.path.dirname(torch.__file__))}")
+    setup(ext_modules=extensions(), cmdclass={"build_ext": persistent_build_ext()})

@@ -6,6 +6,8 @@
     fastrnn.lstm / gru / rnn_tanh / rnn_relu   the fused one-layer ops (fastrnn.ops)
     fastrnn.pack_padded_sequence / pad_packed_sequence   torch.nn.utils.rnn's, one gather each
 """
+from importlib import metadata as _metadata
+
 from . import functional, ops
 from .layer_norm import LayerNormGRU, LayerNormLSTM
 from .modules import GRU, LSTM, RNN, convert, to_torch
@@ -15,4 +17,7 @@ from .packing import pack_padded_sequence, pad_packed_sequence
 __all__ = ["LSTM", "GRU", "RNN", "LayerNormLSTM", "LayerNormGRU", "convert", "to_torch", "ops", "functional",
            "lstm", "gru", "rnn_tanh", "rnn_relu", "input_projection", "pack_padded_sequence",
            "pad_packed_sequence"]
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("fastrnn")  # its one home: pyproject.toml
+except _metadata.PackageNotFoundError:  # a checkout run without installing it
+    __version__ = "0+unknown"

@@ -11,7 +11,7 @@ from typing import Dict, List
 import torch
 
 from . import __version__
-from ._extension import _C  # noqa: F401  (registers torch.ops.fastrnn.*)
+from ._extension import build_record
 from .cells import CELLS
 # Hidden sizes python -m fastrnn shows the CUDA path for (batch 16, the tutorial's).
 SHOWN_HIDDEN_SIZES = (32, 128, 256, 512)
@@ -21,7 +21,7 @@ def build_info() -> Dict[str, str]:
     """The compiled extension's own record of its build (csrc/build_info.cpp): ``torch`` (the
     version it was built against), ``cuda``, ``avx2``, ``avx512``, ``openmp``, ``sanitize``,
     ``debug`` ("1"/"0") and ``compiler``; with CUDA kernels also ``cudart``."""
-    info = dict(item.split("=", 1) for item in torch.ops.fastrnn.build_info().split(";"))
+    info = build_record()
     if info["cuda"] == "1":
         info.update(item.split("=", 1)
                     for item in torch.ops.fastrnn.cuda_build_info().split(";"))
@@ -62,9 +62,7 @@ def describe() -> str:
     lines: List[str] = [
         f"fastrnn {__version__} ({os.path.dirname(os.path.abspath(__file__))})",
         f"python {platform.python_version()} on {platform.platform()}",
-        f"torch: runs with {torch.__version__}, fastrnn._C built against {info['torch']}"
-        + ("" if torch.__version__.split("+")[0] == info["torch"] else
-           "  <- MISMATCH: rebuild fastrnn against the installed torch"),
+        f"torch: runs with {torch.__version__}, fastrnn._C built against {info['torch']}",
         f"compiled in: AVX2+FMA {_yes(info['avx2'])}, AVX-512 {_yes(info['avx512'])}, "
         f"OpenMP {_yes(info['openmp'])}, CUDA kernels {_yes(info['cuda'])}"
         + (f" (CUDA runtime {int(info['cudart']) // 1000}.{int(info['cudart']) % 1000 // 10})"

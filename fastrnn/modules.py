@@ -119,6 +119,7 @@ class _FusedRNNBase(nn.RNNBase):
             input, batch_sizes, sorted_indices, unsorted_indices = input
             is_batched = True
             if hx is None:
+                _check_zero_state_batch(batch_sizes)
                 if not stack_op:  # the stack op makes the zero state itself
                     hx = self._zero_state(input, int(batch_sizes[0]))
             else:
@@ -355,6 +356,20 @@ def _check_sorted_indices(sorted_indices: Optional[Tensor], batch_sizes: Tensor)
             f"[{batch}] (one index per sequence), got {list(sorted_indices.shape)}")
 
 
+def _check_zero_state_batch(batch_sizes: Tensor) -> None:
+    """torch.nn's errors where its forward reads batch_sizes[0] for the zero state: IndexError
+    for an empty PackedSequence, TypeError for batch sizes that are not integers."""
+    if torch.compiler.is_compiling():
+        return
+    if batch_sizes.numel() == 0:
+        raise IndexError("index 0 is out of bounds for dimension 0 with size 0 (an empty "
+                         "PackedSequence: batch_sizes has no entries)")
+    if batch_sizes.is_floating_point() or batch_sizes.is_complex() \
+            or batch_sizes.dtype == torch.bool:
+        raise TypeError(f"batch_sizes must hold integers (int64, as pack_padded_sequence makes "
+                        f"them), got {batch_sizes.dtype}")
+
+
 def _packed(data: Tensor, batch_sizes: Tensor, sorted_indices: Optional[Tensor],
             unsorted_indices: Optional[Tensor]) -> PackedSequence:
     # PackedSequence(...) with all four fields, which came from the caller's PackedSequence,
@@ -430,6 +445,16 @@ class LSTM(_FusedRNNBase, nn.LSTM):
 
     def _pack_hidden(self, hidden):
         return (hidden[0], hidden[1])
+
+    def check_input(self, input: Tensor, batch_sizes: Optional[Tensor]) -> None:
+        # torch.nn.LSTM checks no packed input: a dtype mismatch surfaces from its matmul as
+        # a RuntimeError (torch.nn.GRU and RNN raise check_input's ValueError).
+        try:
+            super().check_input(input, batch_sizes)
+        except ValueError as error:
+            if batch_sizes is None:
+                raise
+            raise RuntimeError(str(error)) from None
 
     def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
         if (self.weight_drop and self.training) or self.zoneout:  # zoneout: at eval too

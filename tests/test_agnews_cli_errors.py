@@ -1,8 +1,9 @@
 """fastrnn.agnews's command line on ordinary mistakes: every one ends in
 ``error: ...`` on stderr naming the argument or file and what is expected, exit
-status 2, no traceback, and no folder created (issue 12)."""
+status 2, no traceback, and no folder created, before any work is lost."""
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -205,13 +206,69 @@ def test_help_shows_defaults(capsys):
 # ---------------------------------------------------------------- data files
 
 
-def test_no_data_no_network_says_where_to_put_the_files(tmp_path, capsys):
-    """The default folder (the cache, which may be created) and a download that fails."""
-    err = fails(["train", "--no-progress"], capsys, "could not download", CLOSED_URL,
-                "train.csv and test.csv", "--data-dir", "$FASTRNN_AG_NEWS_DIR",
-                str(tmp_path / "xdg-cache" / "fastrnn" / "ag_news"))
-    assert "usage:" not in err
-    assert os.listdir(tmp_path / "xdg-cache" / "fastrnn" / "ag_news") == []  # no partial file
+def test_no_data_no_network_trains_on_the_embedded_sample(tmp_path, capsys):
+    """The default folder (the cache) and a download that fails: one note saying so and where
+    the full set goes, then training on the sample shipped with the package."""
+    assert cli.main(["train", "--no-progress", "--embed-dim", "8", "--hidden-dim", "8"]) == 0
+    out, err = capsys.readouterr()
+    cache = tmp_path / "xdg-cache" / "fastrnn" / "ag_news"
+    notes = [line for line in err.splitlines() if line]
+    assert len(notes) == 1 and notes[0].startswith("note: AG News could not be downloaded")
+    assert "sample shipped with fastrnn" in notes[0] and str(cache) in notes[0]
+    assert "AG News: 6080 training rows, 1520 test rows" in out
+    assert re.search(r"^done: train acc 0\.\d+, test acc 0\.\d+", out, re.M)
+    assert os.listdir(cache) == []  # no partial file of the failed download
+
+
+def test_no_download_and_named_folders_never_fall_back_to_the_sample(tmp_path, capsys):
+    fails(["train", "--no-progress", "--no-download"], capsys, "train.csv does not exist")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fails(["train", "--no-progress", "--data-dir", str(empty)], capsys, "could not download")
+
+
+def test_output_checked_before_training(folder, capsys, monkeypatch):
+    """A path no file can be written to (here /proc, where access() says yes to root) fails
+    before any data is read or model trained."""
+    monkeypatch.setattr(cli, "train", lambda *a, **k: pytest.fail("trained anyway"))
+    for option in ("--out", "--json"):
+        fails(["train", "--data-dir", str(folder), option, "/proc/fastrnn-model.pt"], capsys,
+              f"argument {option}: cannot write /proc/fastrnn-model.pt")
+
+
+def test_sizes_beyond_any_model(folder, capsys):
+    fails(["train", "--data-dir", str(folder), "--batch-size", str(2 ** 70)], capsys,
+          "argument --batch-size: expected a whole number up to 2147483647")
+    fails(["train", "--data-dir", str(folder), *TINY, "--hidden-dim", "100000",
+           "--embed-dim", "100000"], capsys,
+          "error: not enough memory for this model and batch", "--hidden-dim")
+
+
+def test_plot_without_extension_names_the_png_it_writes(folder, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "curves"
+    assert cli.main(["compare", "--data-dir", str(folder), *TINY, "--plot", str(target)]) == 0
+    out = capsys.readouterr().out
+    assert f"saved {target}.png" in out and (tmp_path / "curves.png").exists()
+
+
+def test_compare_names_threads_load_and_backends(folder, capsys):
+    assert cli.main(["compare", "--data-dir", str(folder), *TINY, "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^1 torch thread\(s\), load average [\d.]+ on \d+ cores", out, re.M)
+    assert re.search(r"^\[torch\] epoch 1: ", out, re.M)
+    assert re.search(r"^\[fastrnn\] epoch 1: ", out, re.M)
+
+
+def test_layer_norm_checkpoint_with_backend_torch(folder, tmp_path, capsys):
+    path = tmp_path / "ln.pt"
+    assert cli.main(["train", "--data-dir", str(folder), *TINY, "--model", "lnlstm-packed",
+                     "--out", str(path)]) == 0
+    capsys.readouterr()
+    err = fails(["evaluate", str(path), "--backend", "torch", "--data-dir", str(folder)], capsys,
+                "holds a lnlstm-packed model, which torch.nn has no module for",
+                "leave --backend out")
+    assert "damaged" not in err
 
 
 def test_missing_files_in_a_given_folder(tmp_path, capsys):
@@ -335,7 +392,8 @@ def _variants(good, tmp_path):
     pickled = tmp_path / "pickled.pt"
     torch.save({"format": "fastrnn.agnews/1", "x": training.TrainConfig()}, pickled)
     return [
-        (text, "not a checkpoint written by train --out: not a torch file", "KeyError: 101"),
+        (text, "a text file (it begins 'hello, not a checkpoint'), not a torch file",
+         "give a checkpoint written by train --out"),
         (truncated, "not a checkpoint written by train --out: a truncated or damaged torch file",
          ""),
         (empty, "an empty file, not a checkpoint written by train --out", ""),
@@ -357,7 +415,7 @@ def test_bad_checkpoints(trained, tmp_path, capsys):
             err = fails(argv, capsys, f"error: {path}: ", *expected)
             assert "usage:" not in err
     # the API raises CheckpointError (a ValueError), naming the file
-    with pytest.raises(training.CheckpointError, match="notes.txt: not a checkpoint"):
+    with pytest.raises(training.CheckpointError, match="notes.txt: a text file"):
         training.load_checkpoint(str(tmp_path / "notes.txt"))
 
 
@@ -398,9 +456,12 @@ def test_evaluate_without_a_recorded_folder(trained, tmp_path, capsys, monkeypat
     fails(["evaluate", str(good)], capsys, f"$FASTRNN_AG_NEWS_DIR {tmp_path / 'gone'}: no such")
     assert not (tmp_path / "gone").exists()
     monkeypatch.delenv(data.DIR_ENV)
-    cache = tmp_path / "xdg-cache" / "fastrnn" / "ag_news"
-    fails(["evaluate", str(good), "--no-progress"], capsys, "could not download",
-          f"in {cache}, or point --data-dir")
+    fails(["evaluate", str(good), "--no-progress", "--no-download"], capsys,
+          "test.csv does not exist")
+    # the default folder, offline: the embedded sample's test split, with its note
+    assert cli.main(["evaluate", str(good), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("note: AG News could not be downloaded") and "(1520 rows)" in out
 
 
 def test_predict_texts(trained, capsys):
@@ -433,7 +494,7 @@ def test_real_entry_point_no_traceback(tmp_path):
     (tmp_path / "notes.txt").write_text("hello\n")
     env = {k: v for k, v in os.environ.items() if k != data.DIR_ENV}
     for argv, expected in [(["train", "--epochs", "0"], "argument --epochs"),
-                           (["predict", "notes.txt", "Oil prices"], "notes.txt: not a checkpoint")]:
+                           (["predict", "notes.txt", "Oil prices"], "notes.txt: a text file")]:
         run = subprocess.run([sys.executable, "-m", "fastrnn.agnews", *argv], cwd=tmp_path,
                              env=env, capture_output=True, text=True, timeout=120)
         assert run.returncode == 2, run.stderr

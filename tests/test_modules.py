@@ -856,3 +856,39 @@ def test_torchscript_of_a_user_subclass_is_a_clear_error(cls):
     with pytest.raises(RuntimeError, match=f"torch.jit.script of .*Mine, a subclass of "
                                            f"fastrnn.{cls.__name__}, is not supported"):
         torch.jit.script(module)
+
+
+def _bad_packed_inputs():
+    lengths = [5, 3]
+    f64 = nn.utils.rnn.pack_padded_sequence(torch.randn(5, 2, 4, dtype=torch.float64), lengths)
+    return {
+        "float64 data into a float32 module": f64,
+        "float batch_sizes": PackedSequence(torch.randn(8, 4), torch.tensor([2., 2, 2, 1, 1])),
+        "an empty PackedSequence": PackedSequence(torch.randn(0, 4),
+                                                 torch.zeros(0, dtype=torch.int64)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_packed_inputs()))
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("hx_given", [False, True])
+def test_bad_packed_input_raises_torch_nn_exception_type(case, mode, hx_given):
+    """`except RuntimeError` (or TypeError, IndexError) written for torch.nn catches fastrnn's."""
+    torch.manual_seed(0)
+    theirs = getattr(nn, mode)(4, 3)
+    ours = getattr(fastrnn, mode)(4, 3)
+    ours.load_state_dict(theirs.state_dict())
+    hx = None
+    if hx_given:
+        hx = torch.zeros(1, 2, 3)
+        hx = (hx, hx.clone()) if mode == "LSTM" else hx
+    packed = _bad_packed_inputs()[case]
+    outcomes = []
+    for module in (theirs, ours):
+        try:
+            module(packed, hx)
+            outcomes.append(None)
+        except Exception as error:  # noqa: BLE001 - the type is what is compared
+            outcomes.append(type(error))
+    assert outcomes[1] is outcomes[0] or (outcomes[0] is not None
+                                          and issubclass(outcomes[1], outcomes[0])), outcomes

@@ -29,6 +29,10 @@ ERRORS = (DataError, CheckpointError)
 # "usage: ... error: argument --name: <message>" and exit status 2.
 
 
+# Sizes beyond this are no AG News model or batch (and past int32 torch's sizes overflow).
+SIZE_MAX = 2 ** 31 - 1
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -36,6 +40,8 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {value}")
+    if value > SIZE_MAX:
+        raise argparse.ArgumentTypeError(f"expected a whole number up to {SIZE_MAX}, got {value}")
     return value
 
 
@@ -156,11 +162,24 @@ def output_file(text):
         raise argparse.ArgumentTypeError(f"cannot write {text}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write {text}: {parent} is not writable")
+    if os.path.isdir(os.path.dirname(os.path.abspath(text))):
+        # Try it (access() says yes to root, and knows nothing of /proc or full disks), so
+        # the run fails now rather than after training; a file made by the try is removed.
+        existed = os.path.exists(text)
+        try:
+            with open(text, "ab"):
+                pass
+        except OSError as error:
+            raise argparse.ArgumentTypeError(f"cannot write {text}: {error.strerror or error}")
+        if not existed:
+            os.remove(text)
     return text
 
 
 def plot_file(text):
     """--plot: an output path, matplotlib importable, a format it writes."""
+    if not os.path.splitext(text)[1]:
+        text += ".png"  # what matplotlib would write; the messages then name the real file
     text = output_file(text)
     try:
         import matplotlib
@@ -262,6 +281,14 @@ def _corpus(args, with_test=True):
     return corpus
 
 
+def load_average() -> str:
+    """The 1-minute load average, or "unknown"."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except (OSError, AttributeError):
+        return "unknown"
+
+
 def environment():
     """Where a measurement was taken."""
     import datetime
@@ -275,7 +302,7 @@ def environment():
         pass
     return {"date": datetime.date.today().isoformat(), "torch": torch.__version__,
             "python": platform.python_version(), "cpu": cpu, "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "load_average": load_average()}
 
 
 class OutputError(Exception):
@@ -289,8 +316,9 @@ def _writing(path, write):
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         write()
-    except OSError as error:
-        raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
+    except (OSError, RuntimeError) as error:  # torch.save raises RuntimeError
+        raise OutputError(f"cannot write {path}: {getattr(error, 'strerror', None) or error}") \
+            from error
 
 
 def _write_json(path, payload):
@@ -349,6 +377,8 @@ def cmd_compare(args):
     if runs["fastrnn"]["rank"] != 0:
         return
     summary = speedups(runs)
+    print(f"{torch.get_num_threads()} torch thread(s), load average {load_average()} on "
+          f"{os.cpu_count()} cores (a busy machine slows both; --threads 1 can win there)")
     print("\n".join(compare_table(runs)))
     print(f"speed-up (torch / fastrnn): epoch {summary['epoch_speedup']:.2f}x, "
           f"recurrent layer {summary['recurrent_speedup']:.2f}x; max per-step loss difference "
@@ -408,24 +438,17 @@ def _evaluation_folder(args, config):
             raise DataError(f"{args.checkpoint} was trained on {config.data_dir}, which is not a "
                             f"folder here; give the folder with test.csv as --data-dir")
         return config.data_dir, "the folder recorded in the checkpoint; --data-dir overrides"
-    return _default_folder(), (f"${DIR_ENV}" if os.environ.get(DIR_ENV) else "the default "
-                               "folder: the checkpoint records none")
-
-
-def _default_folder():
-    """$FASTRNN_AG_NEWS_DIR (which must exist: a folder the user names is never
-    created) or the cache folder (created for the download)."""
-    if os.environ.get(DIR_ENV):
-        return check_data_dir(os.environ[DIR_ENV], f"${DIR_ENV}")
-    return cache_data_dir()
+    if os.environ.get(DIR_ENV):  # a folder the user names must exist (never created)
+        return check_data_dir(os.environ[DIR_ENV], f"${DIR_ENV}"), f"${DIR_ENV}"
+    return None, "the default folder: the checkpoint records none"
 
 
 def cmd_evaluate(args):
     model, vocab, config = load_checkpoint(args.checkpoint, args.backend, args.device)
     folder, why = _evaluation_folder(args, config)
-    print(f"test split from {folder} ({why})")
     path = ensure_files(folder, ("test",), allow_download=not args.no_download,
                         progress=not args.no_progress)["test"]
+    print(f"test split from {os.path.dirname(path)} ({why})")
     labels, texts = read_csv(path)
     rows = EncodedRows(texts, labels, vocab)  # encoded with the checkpoint's vocabulary
     result = evaluate(model, rows, config.batch_size, args.device)
@@ -519,6 +542,15 @@ def _check(args, fail):
                  "sparse gradients, which nccl does not support)")
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "allocate" in str(error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:200]
+
+
 def main(argv=None):
     p = parser()
     args = p.parse_args(argv)
@@ -537,6 +569,12 @@ def main(argv=None):
         commands[args.command](args)
     except (*ERRORS, OutputError) as error:
         print(f"error: {error}", file=sys.stderr)
+        code = 2
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        print(f"error: not enough memory for this model and batch ({_first_line(error)}); "
+              f"try a smaller --hidden-dim, --embed-dim or --batch-size", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print(file=sys.stderr)

@@ -4,10 +4,13 @@ The files are the CSV release of Zhang, Zhao & LeCun (2015) that torchtext's
 ``AG_NEWS`` reads: headerless, fully quoted ``"label","title","description"``,
 labels 1..4. The text of a row is ``title + " " + description``.
 """
+import collections
 import csv
 import hashlib
 import http.client
+import lzma
 import os
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -22,6 +25,14 @@ MD5 = {
 BASE_URL = "https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv/"
 DIR_ENV = "FASTRNN_AG_NEWS_DIR"
 URL_ENV = "FASTRNN_AG_NEWS_URL"
+
+
+# The embedded sample: AG News's canonical test split (test.csv, MD5["test.csv"]) as xz,
+# split as sample/README.md says. Used when the full set is neither here nor downloadable.
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample", "test.csv.xz")
+SAMPLE_MD5 = {"train.csv": "4afdbb370439354448dd749089bc9201",
+              "test.csv": "85925e9e7722813a3e3ab89448d8bc36"}
+SAMPLE_TEST_EVERY = 5  # every 5th row of each class is a test row
 
 
 class DataError(RuntimeError):
@@ -106,10 +117,66 @@ def _progress_bar(total, name, enabled):
                 unit_divisor=1024, disable=not enabled)
 
 
+def sample_data_dir() -> str:
+    """A folder holding the embedded sample as train.csv (6,080 rows) and test.csv (1,520
+    rows): the canonical test split, every 5th row of each class (in file order) a test row.
+    Written once into the cache, each file checked against its MD5."""
+    folder = os.path.join(os.path.dirname(cache_data_dir()), "ag_news_sample")
+    paths = {name: os.path.join(folder, name) for name in SAMPLE_MD5}
+    if all(_md5_of(path) == SAMPLE_MD5[name] for name, path in paths.items()):
+        return folder
+    try:
+        with lzma.open(SAMPLE) as f:
+            raw = f.read()
+    except (OSError, lzma.LZMAError) as error:
+        raise DataError(f"cannot read the embedded AG News sample {SAMPLE}: {error}") from error
+    if hashlib.md5(raw).hexdigest() != MD5["test.csv"]:
+        raise DataError(f"the embedded AG News sample {SAMPLE} is damaged (MD5 mismatch); "
+                        f"reinstall fastrnn")
+    seen = collections.Counter()
+    rows = {"train.csv": [], "test.csv": []}
+    for line in raw.splitlines(keepends=True):
+        seen[line[:4]] += 1  # '"1",' .. '"4",': the row's class
+        rows["test.csv" if seen[line[:4]] % SAMPLE_TEST_EVERY == 0 else "train.csv"].append(line)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        for name, path in paths.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+            with os.fdopen(fd, "wb") as out:
+                out.write(b"".join(rows[name]))
+            os.replace(tmp, path)
+    except OSError as error:
+        raise DataError(f"cannot write the AG News sample to {folder}: {error}") from error
+    return folder
+
+
+def _md5_of(path: str) -> Optional[str]:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.md5(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
 def ensure_files(data_dir: Optional[str] = None, splits=("train", "test"), allow_download=True,
                  base_url: Optional[str] = None, progress: bool = True) -> Dict[str, str]:
-    """Paths of ``{split}.csv`` in ``data_dir`` (default: the cache folder),
-    downloading missing files from the canonical location when allowed."""
+    """Paths of ``{split}.csv`` in ``data_dir`` (default: $FASTRNN_AG_NEWS_DIR, else the
+    cache folder), downloading missing files from the canonical location when allowed. In
+    the cache folder (no folder named), when the download fails, the embedded sample's
+    files instead, with one line on stderr saying so."""
+    if data_dir is None and not os.environ.get(DIR_ENV):
+        try:
+            return ensure_files(cache_data_dir(), splits, allow_download, base_url, progress)
+        except DataError as error:
+            if not allow_download or not isinstance(error.__cause__, _NETWORK_ERRORS):
+                raise
+            print(f"note: AG News could not be downloaded ({error.__cause__}); using the "
+                  f"sample shipped with fastrnn (6,080 training and 1,520 test rows of AG "
+                  f"News's test split). For the full set, connect to the network or put "
+                  f"train.csv and test.csv in {cache_data_dir()} (from {BASE_URL}).",
+                  file=sys.stderr)
+            folder = sample_data_dir()
+            return {split: os.path.join(folder, f"{split}.csv") for split in splits}
     data_dir = data_dir or default_data_dir()
     base_url = base_url or os.environ.get(URL_ENV) or BASE_URL
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
@@ -127,6 +194,9 @@ def ensure_files(data_dir: Optional[str] = None, splits=("train", "test"), allow
         paths[split] = path
     return paths
 
+
+# What a failed download raises underneath (an MD5 mismatch is not one: it stays an error).
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError)
 
 FORMAT = '"label","title","description" with a label in 1..4'
 

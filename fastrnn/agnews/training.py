@@ -12,7 +12,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from .data import CLASSES, ensure_files, read_csv
-from .models import build_model
+from .models import FASTRNN_ONLY_MODES, MODELS, build_model
 from .timing import RecurrentClock
 from .text import Vocab, basic_english
 
@@ -230,8 +230,10 @@ def train(config: TrainConfig, corpus: Corpus, progress=True, log=print) -> Dict
             loss_sum += loss.detach() * len(labels)
             correct += (logits.detach().argmax(1) == labels).sum()
             rows += len(labels)
-            if step % 20 == 0:
+            if step % 20 == 0:  # .item() synchronises: not every step
                 bar.set_postfix(loss=f"{loss_sum.item() / rows:.4f}", acc=f"{correct.item() / rows:.4f}")
+        if rows:  # the bar's last values are the epoch's (the epoch line's)
+            bar.set_postfix(loss=f"{loss_sum.item() / rows:.4f}", acc=f"{correct.item() / rows:.4f}")
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
@@ -251,7 +253,7 @@ def train(config: TrainConfig, corpus: Corpus, progress=True, log=print) -> Dict
         epochs.append(metrics)
         if rank == 0:
             test = f"  test acc {metrics['test_acc']:.4f}" if "test_acc" in metrics else ""
-            log(f"epoch {epoch + 1}: train loss {metrics['train_loss']:.4f}  train acc "
+            log(f"[{config.backend}] epoch {epoch + 1}: train loss {metrics['train_loss']:.4f}  train acc "
                 f"{metrics['train_acc']:.4f}{test}  {seconds:.1f} s  "
                 f"{metrics['samples_per_s']:.0f} samples/s  recurrent layer {clock.total_s:.2f} s")
     return {"model": model, "epochs": epochs, "step_losses": step_losses, "rank": rank,
@@ -285,15 +287,35 @@ def _short(error, limit=160) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+# How a file torch.save wrote begins: a zip archive (torch >= 1.6), or a pickle (the legacy
+# format); train --out writes the former.
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_MAGIC = b"\x80"
+
+
+def _not_torch_file(path: str) -> Optional[str]:
+    """What a file is when it cannot be one torch.save wrote (its first bytes), else None."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC):
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not a torch file (neither a zip archive nor a pickle)"
+    first = text.splitlines()[0] if text.strip() else ""
+    return f"a text file (it begins {first[:40]!r}), not a torch file"
+
+
 def _unloadable(error) -> str:
-    """Why torch.load refused a file, for a user."""
+    """Why torch.load refused a file that begins as a torch file does, for a user."""
     message = str(error)
-    if "Weights only load failed" in message:
+    if isinstance(error, OSError) or "zip archive" in message \
+            or "PytorchStreamReader" in message or isinstance(error, EOFError):
+        why = "a truncated or damaged torch file"
+    elif "Weights only load failed" in message:
         why = ("it holds Python objects besides tensors and plain values, which are not loaded "
                "(a checkpoint from train --out holds none)")
-    elif "zip archive" in message or "PytorchStreamReader" in message or isinstance(error,
-                                                                                    EOFError):
-        why = "a truncated or damaged torch file"
     else:
         why = f"not a torch file (torch.load: {type(error).__name__}: {_short(error, 80)})"
     return f"not a checkpoint written by train --out: {why}"
@@ -315,9 +337,13 @@ def load_checkpoint(path: str, backend: Optional[str] = None, device="cpu"):
     if os.path.getsize(path) == 0:
         raise bad("an empty file, not a checkpoint written by train --out")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        what = _not_torch_file(path)
     except OSError as error:
-        raise bad(f"cannot read it: {error}") from error
+        raise bad(f"cannot read it: {error.strerror or error}") from error
+    if what is not None:
+        raise bad(f"{what}; give a checkpoint written by train --out")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - whatever the bytes make torch.load raise
         raise bad(_unloadable(error)) from error
     if not isinstance(state, dict) or "format" not in state:
@@ -335,6 +361,10 @@ def load_checkpoint(path: str, backend: Optional[str] = None, device="cpu"):
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         config = TrainConfig(**{k: v for k, v in dict(state["config"]).items() if k in known})
         if backend is not None:
+            if backend != "fastrnn" and MODELS.get(config.model, ("",))[0] in FASTRNN_ONLY_MODES:
+                raise CheckpointError(
+                    f"{path}: holds a {config.model} model, which torch.nn has no module for; "
+                    f"leave --backend out (or give --backend fastrnn) to run it")
             config.backend = backend
         for name in ("embed_dim", "hidden_dim", "batch_size"):
             value = getattr(config, name)
@@ -345,6 +375,8 @@ def load_checkpoint(path: str, backend: Optional[str] = None, device="cpu"):
                             len(state["classes"]), config.backend,
                             weight_drop=config.weight_drop, zoneout=config.zoneout)
         model.load_state_dict(state["state_dict"])
+    except CheckpointError:
+        raise
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise bad(f"a damaged fastrnn.agnews checkpoint: {type(error).__name__}: "
                   f"{_short(error, 300)}") from error
