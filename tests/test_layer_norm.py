@@ -29,7 +29,7 @@ def assert_close(ours, exact, dtype):
     torch.testing.assert_close(ours.double(), exact, **tol)
 
 
-@pytest.fixture(params=["small", "blas"])
+@pytest.fixture(params=["small", "dot", "blas"])
 def gemm(request, monkeypatch):
     monkeypatch.setenv("FASTRNN_CPU_GEMM", request.param)
     return request.param

@@ -8,7 +8,7 @@ from fastrnn.ops import CELLS
 from helpers import TOL, op_bidirectional, pack, random_lengths, torch_module
 
 ALL_CELLS = list(CELLS)
-GEMM_PATHS = ["small", "blas"]
+GEMM_PATHS = ["small", "dot", "blas"]
 
 
 @pytest.fixture(params=GEMM_PATHS)

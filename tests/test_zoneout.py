@@ -17,7 +17,7 @@ CLASSES = {"lstm": (fastrnn.LSTM, {}), "gru": (fastrnn.GRU, {}),
            "rnn_relu": (fastrnn.RNN, {"nonlinearity": "relu"})}
 
 
-@pytest.fixture(params=["small", "blas"])
+@pytest.fixture(params=["small", "dot", "blas"])
 def gemm_path(request, monkeypatch):
     """Runs a test with each per-step GEMM path of the CPU kernels forced."""
     monkeypatch.setenv("FASTRNN_CPU_GEMM", request.param)

@@ -25,7 +25,7 @@ ForwardResult forward_impl(LayerNormKind kind, const PackedSteps& steps,
   const int64_t H = weight_hh.size(1), GH = G * H, W = Cell::kSaved * H + Cell::kStats;
 
   LayerNormForwardBuffers buf(kind, input_proj, h0, c0, keep_workspace);
-  const auto gemm = StepGemm<T>::of_transpose(to_compute_dtype(weight_hh));
+  const auto gemm = StepGemm<T>::of_transpose(to_compute_dtype(weight_hh), input_proj.size(0), steps.steps());
   const LayerNormParams<T> p = layer_norm_params<T>(norms);
   const T* gx = buf.gx.const_data_ptr<T>();
   T* hp = buf.h.data_ptr<T>();

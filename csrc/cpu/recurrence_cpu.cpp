@@ -46,7 +46,7 @@ ForwardResult forward_impl(CellKind kind, const PackedSteps& steps, const at::Te
   const int64_t batch = h0.size(0), T_ = steps.steps();
 
   ForwardBuffers buf(cell_info_of<Cell>(), input_proj, bias_hh, h0, c0, keep_workspace);
-  const auto gemm = StepGemm<T>::of_transpose(to_compute_dtype(weight_hh));
+  const auto gemm = StepGemm<T>::of_transpose(to_compute_dtype(weight_hh), input_proj.size(0), steps.steps());
 
   const T* gx = buf.gx.const_data_ptr<T>();
   const T* bias = buf.bias.defined() ? buf.bias.const_data_ptr<T>() : nullptr;

@@ -124,5 +124,43 @@ inline void small_gemm_rows(int64_t row_begin, int64_t row_end, int64_t N, int64
   }
 }
 
+// C[M, N] = (accumulate ? C : bias broadcast over rows, or 0) + A[M, K] @ W[N, K]^T, with W
+// row-major as a layer stores it: each output is the dot product of two contiguous rows, so
+// W needs no transposed copy. For calls with few rows in all (one-step calls, the decoder and
+// streaming pattern), where that copy would cost as much as the product itself. Every output
+// is one accumulation in one order whatever the row range, so results are bitwise
+// reproducible across threads (not across the two kernels: their sums run in other orders).
+template <typename T>
+inline T dot_row(int64_t K, const T* __restrict a, const T* __restrict w) {
+  using V = typename SimdVec<T>::type;
+  constexpr int64_t L = SimdVec<T>::kLanes;
+  V acc0{}, acc1{};
+  int64_t k = 0;
+  for (; k + 2 * L <= K; k += 2 * L) {
+    acc0 += load_vec(a + k) * load_vec(w + k);
+    acc1 += load_vec(a + k + L) * load_vec(w + k + L);
+  }
+  for (; k + L <= K; k += L) acc0 += load_vec(a + k) * load_vec(w + k);
+  acc0 += acc1;
+  T sum = 0;
+  for (int64_t l = 0; l < L; ++l) sum += acc0[l];
+  for (; k < K; ++k) sum += a[k] * w[k];
+  return sum;
+}
+
+template <typename T>
+inline void small_gemm_nt_rows(int64_t row_begin, int64_t row_end, int64_t N, int64_t K,
+                               const T* A, int64_t lda, const T* W, int64_t ldw, T* C,
+                               int64_t ldc, const T* bias, bool accumulate) {
+  for (int64_t m = row_begin; m < row_end; ++m) {
+    const T* a = A + m * lda;
+    T* c = C + m * ldc;
+    for (int64_t n = 0; n < N; ++n) {
+      const T init = accumulate ? c[n] : (bias ? bias[n] : T(0));
+      c[n] = init + dot_row<T>(K, a, W + n * ldw);
+    }
+  }
+}
+
 }  // namespace cpu
 }  // namespace fastrnn
