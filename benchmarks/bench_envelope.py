@@ -4,6 +4,7 @@ threads, interleaved in one process, as ratios of medians; JSON and a heatmap fi
     python benchmarks/bench_envelope.py --json benchmarks/results/envelope-cpu.json \
         [--cells lstm,gru,rnn_tanh] [--batches 1,16,64,256] [--hidden 32,128,512,1024] \
         [--layouts packed,padded,onestep] [--passes train,infer] [--threads 1,2] [--length 32]
+    python benchmarks/bench_envelope.py --busy 2 ...   # with 2 busy processes on the cores
     python benchmarks/bench_envelope.py --from-json benchmarks/results/envelope-cpu.json \
         --plot docs/figures/envelope-cpu.png [--cells lstm] [--threads 1]
 
@@ -159,6 +160,12 @@ def plot(rows, path, cells, threads):
     fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
+def start_busy(count, seconds):
+    """``count`` processes that spin on a core for at most ``seconds`` (a busy machine)."""
+    spin = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass"
+    return [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
+
+
 def ints(text):
     return [int(x) for x in text.split(",")]
 
@@ -173,6 +180,10 @@ def main():
     p.add_argument("--threads", type=ints, default=[1, 2])
     p.add_argument("--length", type=int, default=32)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--busy", type=int, default=0, metavar="K",
+                   help="K busy processes on the cores while measuring (a loaded machine)")
+    p.add_argument("--busy-seconds", type=float, default=1800,
+                   help="the busy processes end after this long in any case")
     p.add_argument("--json")
     p.add_argument("--from-json", help="plot these results instead of measuring")
     p.add_argument("--plot", help="heatmap of the speed-ups (matplotlib)")
@@ -184,7 +195,8 @@ def main():
     else:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
-        report = {"machine": machine(), "commit": commit.stdout.strip() or None,
+        busy = start_busy(args.busy, args.busy_seconds)
+        report = {"machine": machine(), "commit": commit.stdout.strip() or None, "busy": args.busy,
                   "command": " ".join(sys.argv), "load_average_start": os.getloadavg()[0],
                   "rows": []}
         for threads in args.threads:
@@ -204,6 +216,8 @@ def main():
                                       f"({row['torch_layout']}) {row['torch_ms']:9.3f} ms  "
                                       f"{row['speedup']:6.2f}x", flush=True)
         report["load_average_end"] = os.getloadavg()[0]
+        for process in busy:
+            process.kill()
         speedups = sorted(r["speedup"] for r in report["rows"])
         worst = min(report["rows"], key=lambda r: r["speedup"])
         report["median_speedup"] = statistics.median(speedups)

@@ -49,6 +49,10 @@ def below_autograd():
 # torch's multiply-adds) and on padded float32 batches (torch's oneDNN kernels). Training,
 # and packed batches without projections, stay fused.
 TORCH_LSTM_INFERENCE_FROM_WEIGHT_BYTES = 1 << 20
+# ... and on padded float32 batches from batch x hidden = 2048 (batch 16 at hidden 128, 64 at
+# hidden 32), where oneDNN's batched GEMMs beat the fused loop by 1.1-1.4x (1 thread; the
+# envelope benchmark, benchmarks/results/envelope-cpu-lstm-1thread.json).
+TORCH_LSTM_INFERENCE_FROM_BATCH_UNITS = 2048
 
 
 def torch_lstm_is_faster(module, input, batch_sizes, hx) -> bool:
@@ -62,7 +66,10 @@ def torch_lstm_is_faster(module, input, batch_sizes, hx) -> bool:
                      and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
     if not (module.proj_size > 0 or onednn_padded):
         return False
-    if 4 * module.hidden_size ** 2 * input.element_size() < TORCH_LSTM_INFERENCE_FROM_WEIGHT_BYTES:
+    batch = input.size(0 if module.batch_first else 1) if input.dim() == 3 else 1
+    large_batch = onednn_padded and batch * module.hidden_size >= TORCH_LSTM_INFERENCE_FROM_BATCH_UNITS
+    if 4 * module.hidden_size ** 2 * input.element_size() < TORCH_LSTM_INFERENCE_FROM_WEIGHT_BYTES \
+            and not large_batch:
         return False
     tensors = [input, *hx, *module._flat_weights]
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))

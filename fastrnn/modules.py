@@ -7,6 +7,7 @@ constructor, argument validation, parameters and their names, initialisation,
 ``fastrnn.LSTM(...)``). torch.compile, which refuses to trace torch.nn's RNN classes, is
 told that these are plain modules (fastrnn._compat) and traces them without a graph break.
 """
+import numbers
 from contextlib import nullcontext
 from typing import Optional, Tuple
 
@@ -34,12 +35,13 @@ class _FusedRNNBase(nn.RNNBase):
     zoneout = 0.0
 
     def __init__(self, *args, weight_drop: float = 0.0, zoneout: float = 0.0, **kwargs):
-        if isinstance(weight_drop, bool) or not isinstance(weight_drop, (int, float)) \
+        # Any real number, as torch.nn's dropout takes (numpy scalars, fractions); not bool.
+        if isinstance(weight_drop, bool) or not isinstance(weight_drop, numbers.Real) \
                 or not 0 <= weight_drop < 1:
             raise ValueError("weight_drop should be a number in range [0, 1) representing the "
                              f"probability of dropping an element of weight_hh, but got "
                              f"{weight_drop!r}")
-        if isinstance(zoneout, bool) or not isinstance(zoneout, (int, float)) \
+        if isinstance(zoneout, bool) or not isinstance(zoneout, numbers.Real) \
                 or not 0 <= zoneout < 1:
             raise ValueError("zoneout should be a number in range [0, 1) representing the "
                              "probability that a hidden unit keeps its previous state, but got "

@@ -1,6 +1,7 @@
-"""README.md as a user reads it: every code block runs as written (the two install commands
-are run verbatim by .ci/run, which takes them from the README), and the generated tables in
-README.md and docs/ are those of the committed results."""
+"""README.md and docs/ as a user reads them: every code block runs as pasted (the two install
+commands are run verbatim by .ci/run, which takes them from the README; a block a test cannot
+run says why in a `<!-- docs-test: skip (why) -->` line above it), the generated tables are
+those of the committed results, and the pages describe fastrnn, not the project's history."""
 import os
 import re
 import subprocess
@@ -11,9 +12,28 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-BLOCK = re.compile(r"(?:<!-- ci: ([\w-]+) -->\n)?```(\w+)\n(.*?)```", re.S)
-BLOCKS = [(m.group(1), m.group(2), m.group(3)) for m in BLOCK.finditer(README)]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"(?:<!-- (ci|docs-test): ([^>]*?) -->\n)?([ \t]*)```(\w+)\n(.*?)```", re.S)
 CI_COMMANDS = {"main-command", "test-command"}
+
+
+def blocks(page: Path):
+    """(marker kind, marker text, language, code) of each fenced block, de-indented."""
+    found = []
+    for m in BLOCK.finditer(page.read_text()):
+        indent = m.group(3)
+        code = "\n".join(line[len(indent):] if line.startswith(indent) else line
+                         for line in m.group(5).split("\n"))
+        found.append((m.group(1), m.group(2), m.group(4), code))
+    return found
+
+
+BLOCKS = [(text if kind == "ci" else None, lang, code) for kind, text, lang, code in
+          blocks(ROOT / "README.md")]
+RUNNABLE = [(page, i) for page in PAGES for i, (kind, _, lang, _) in enumerate(blocks(page))
+            if kind is None and lang in ("python", "bash")]
+SKIPPED = [(page, text) for page in PAGES for kind, text, _, _ in blocks(page)
+           if kind == "docs-test"]
 
 
 def test_readme_is_short_and_has_the_two_ci_commands():
@@ -25,30 +45,40 @@ def test_readme_is_short_and_has_the_two_ci_commands():
         assert f"readme_command {name}" in ci_script
 
 
-@pytest.mark.parametrize("index", [i for i, (ci, lang, _) in enumerate(BLOCKS)
-                                   if lang == "python"])
-def test_readme_python_block_runs(index):
-    code = BLOCKS[index][2]
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-
-
-@pytest.mark.parametrize("index", [i for i, (ci, lang, _) in enumerate(BLOCKS)
-                                   if lang == "bash" and not ci])
-def test_readme_shell_block_runs(index):
-    code = BLOCKS[index][2]
+@pytest.mark.parametrize("page,index", RUNNABLE,
+                         ids=[f"{page.name}-{i}" for page, i in RUNNABLE])
+def test_code_block_runs_as_pasted(page, index, tmp_path):
+    _, _, lang, code = blocks(page)[index]
     if "libasan" in os.environ.get("LD_PRELOAD", "") and "train" in code:
         pytest.skip("a training run under ASan takes minutes; its kernels are tested anyway")
-    for folder in re.findall(r"--data-dir (\S+)", code):
-        if not (ROOT / folder).is_dir():
-            pytest.skip(f"{folder} is not on this machine")
     bin_dir = os.path.dirname(sys.executable)
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+           "XDG_CACHE_HOME": str(tmp_path)}  # a user's fresh cache folder
+    args = [sys.executable, "-c", code] if lang == "python" else ["bash", "-euo", "pipefail",
+                                                                  "-c", code]
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("page,why", SKIPPED, ids=[p.name for p, _ in SKIPPED])
+def test_a_block_no_test_runs_says_why(page, why):
+    assert re.fullmatch(r"skip \(.{10,}\)", why), f"{page.name}: {why!r}"
+
+
+# What a page for users does not hold: issue numbers, the sessions or numbered runs of the
+# project's own work, its to-do list.
+HISTORY = re.compile(r"\bissues? #?\d+|\bsessions?\b|\b(?:first|second|third|fourth|fifth|"
+                     r"sixth|seventh|eighth|ninth|tenth|eleventh|twelfth) (?:run|session)s?\b|"
+                     r"\bnot (?:there|done) yet\b|\bshared/data\b", re.I)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_pages_describe_fastrnn_not_its_history(page):
+    found = [(n, line.strip()) for n, line in enumerate(page.read_text().splitlines(), 1)
+             if HISTORY.search(line)]
+    assert not found, f"{page.name} narrates the project's history: {found[:5]}"
 
 
 def test_generated_tables_are_up_to_date():

@@ -1,5 +1,8 @@
 """weight_drop: DropConnect on weight_hh (AWD-LSTM's WeightDrop), one mask per forward, on the
 fused recurrence. Checked against torch.nn run on the very weights fastrnn drops."""
+from fractions import Fraction
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -103,3 +106,12 @@ def test_weight_drop_gradcheck():
 def test_weight_drop_rejects_bad_probabilities(p):
     with pytest.raises(ValueError, match="weight_drop"):
         fastrnn.LSTM(4, 5, weight_drop=p)
+
+
+@pytest.mark.parametrize("p", [np.float32(0.25), np.float64(0.5), np.int64(0), Fraction(1, 4)])
+def test_any_real_number_is_a_probability(p):
+    """As torch.nn's dropout takes it (numpy scalars from a config, fractions)."""
+    torch.nn.LSTM(4, 5, dropout=p)  # torch.nn accepts these
+    for name in ("weight_drop", "zoneout"):
+        module = fastrnn.GRU(4, 5, **{name: p})
+        assert getattr(module, name) == float(p) and type(getattr(module, name)) is float
