@@ -75,6 +75,27 @@ def torch_lstm_is_faster(module, input, batch_sizes, hx) -> bool:
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
+def torch_rnn_is_faster(module, input, batch_sizes, hx) -> bool:
+    """Whether ``module`` (a fastrnn.RNN) should run torch.nn's RNN for this call: a padded
+    float32 call of one step (the decoder and streaming pattern), where torch.nn's few ops
+    cost less than fastrnn's fixed overhead (fused 0.71-0.98x at 1 thread, hidden 32-512,
+    batch 1-256: the envelope benchmark). Never under torch.compile, autocast or jit.trace."""
+    if (input.device.type != "cpu" or batch_sizes is not None or input.dim() != 3
+            or input.dtype != torch.float32 or torch.compiler.is_compiling()
+            or torch._C._is_any_autocast_enabled() or torch.jit.is_tracing()):
+        return False
+    return input.size(1 if module.batch_first else 0) == 1
+
+
+def torch_layers(module, input, batch_sizes, hx):
+    """torch.nn's own computation for ``module``'s parameters: (output, h_n(, c_n))."""
+    if module.mode == "LSTM":
+        return torch_lstm(module, input, batch_sizes, hx)
+    run = _VF.rnn_tanh if module.mode == "RNN_TANH" else _VF.rnn_relu
+    return run(input, hx, module._flat_weights, module.bias, module.num_layers, module.dropout,
+               module.training, module.bidirectional, module.batch_first)
+
+
 def torch_lstm(module, input, batch_sizes, hx):
     """torch.nn.LSTM's own computation for ``module``'s parameters: (output, h_n, c_n)."""
     if batch_sizes is None:

@@ -153,7 +153,7 @@ class _FusedRNNBase(nn.RNNBase):
             return _packed(output, batch_sizes, sorted_indices, unsorted_indices), \
                 self._pack_hidden(hidden)
         if self._torch_is_faster(input, batch_sizes, hx):
-            output, *hidden = self._torch_lstm(input, batch_sizes, hx)
+            output, *hidden = self._torch_layers(input, batch_sizes, hx)
         else:
             output, hidden = self._fused(input, batch_sizes, hx, stack_op)
 
@@ -326,7 +326,18 @@ class _FusedRNNBase(nn.RNNBase):
         return twin
 
     def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
+        """Whether this call runs torch.nn's own computation (_torch_layers), where it was
+        measured faster; never with weight_drop in training or zoneout, which torch.nn lacks."""
+        if (self.weight_drop and self.training) or self.zoneout:  # zoneout: at eval too
+            return False
+        return self._torch_policy(self, input, batch_sizes, hx)
+
+    @staticmethod
+    def _torch_policy(module, input, batch_sizes, hx) -> bool:
         return False
+
+    def _torch_layers(self, input, batch_sizes, hx):
+        return _compat.torch_layers(self, input, batch_sizes, hx)
 
     def permute_hidden(self, hx, permutation):
         # torch.nn's index_select, with a gather as its backward in eager calls (ops) that
@@ -458,13 +469,8 @@ class LSTM(_FusedRNNBase, nn.LSTM):
                 raise
             raise RuntimeError(str(error)) from None
 
-    def _torch_is_faster(self, input, batch_sizes, hx) -> bool:
-        if (self.weight_drop and self.training) or self.zoneout:  # zoneout: at eval too
-            return False
-        return _compat.torch_lstm_is_faster(self, input, batch_sizes, hx)
+    _torch_policy = staticmethod(_compat.torch_lstm_is_faster)
 
-    def _torch_lstm(self, input, batch_sizes, hx):
-        return _compat.torch_lstm(self, input, batch_sizes, hx)
 
     def _unbatch_hidden(self, hidden):
         return (hidden[0].squeeze(1), hidden[1].squeeze(1))
@@ -481,6 +487,7 @@ class RNN(_SingleStateMixin, _FusedRNNBase, nn.RNN):
     CPU and CUDA."""
 
     _BAD_RANK = "RNN: Expected input to be 2D or 3D, got {}D tensor instead"
+    _torch_policy = staticmethod(_compat.torch_rnn_is_faster)
 
 
 _TORCH_TO_FASTRNN = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN}

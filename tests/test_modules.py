@@ -388,7 +388,7 @@ def test_large_padded_lstm_inference_under_autocast_stays_fastrnn(monkeypatch):
     # Outside autocast this inference would run torch.nn's oneDNN LSTM; under autocast
     # (not measured there) fastrnn's fused ops run, with torch.nn's result dtype.
     module = fastrnn.LSTM(6, 300)
-    monkeypatch.setattr(module, "_torch_lstm", None)  # calling it would raise
+    monkeypatch.setattr(module, "_torch_layers", None)  # calling it would raise
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out, (h, c) = module(torch.randn(4, 2, 6))
     assert out.dtype == h.dtype == c.dtype == torch.bfloat16
@@ -892,3 +892,29 @@ def test_bad_packed_input_raises_torch_nn_exception_type(case, mode, hx_given):
             outcomes.append(type(error))
     assert outcomes[1] is outcomes[0] or (outcomes[0] is not None
                                           and issubclass(outcomes[1], outcomes[0])), outcomes
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_one_step_rnn_runs_torch_nn_own_computation(nonlinearity, batch_first, monkeypatch):
+    """A padded one-step call of fastrnn.RNN (the decoder pattern) runs torch.nn's RNN, which
+    costs less there: torch.nn's bits, forward and backward; two steps run fastrnn's ops."""
+    torch.manual_seed(0)
+    ref = nn.RNN(5, 7, num_layers=2, nonlinearity=nonlinearity, batch_first=batch_first)
+    ours = fastrnn.RNN(5, 7, num_layers=2, nonlinearity=nonlinearity, batch_first=batch_first)
+    ours.load_state_dict(ref.state_dict())
+    hx = torch.randn(2, 3, 7)
+    x = torch.randn(3, 1, 5) if batch_first else torch.randn(1, 3, 5)
+    results = []
+    for module in (ref, ours):
+        xx = x.clone().requires_grad_()
+        out, h = module(xx, hx)
+        grads = torch.autograd.grad((out * 1.5).sum() + h.sum(), [xx, *module.parameters()])
+        results.append([out, h, *grads])
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    monkeypatch.setattr(ours, "_torch_layers", None)  # calling it would raise
+    ours(torch.randn(3, 2, 5) if batch_first else torch.randn(2, 3, 5), hx)
+    assert not ours._torch_is_faster(x.double(), None, hx.double())
+    with_zoneout = fastrnn.RNN(5, 7, zoneout=0.1)
+    assert not with_zoneout._torch_is_faster(torch.randn(1, 3, 5), None, torch.randn(1, 3, 7))
