@@ -118,7 +118,7 @@ def measure(cell, batch, hidden, layout, pass_, threads, length, rounds, seed=0)
             "speedup": statistics.median(ratios)}
 
 
-def plot(rows, path, cells, threads):
+def plot(rows, path, cells, threads, title=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,14 +149,20 @@ def plot(rows, path, cells, threads):
                         ax.text(x, y, f"{value:.1f}" if value < 10 else f"{value:.0f}",
                                 ha="center", va="center", fontsize=8)
             ax.set_xticks(range(len(batches)), [str(b) for b in batches])
-            ax.set_yticks(range(len(hiddens)), [str(h) for h in hiddens])
+            ax.set_yticks(range(len(hiddens)), [str(h) for h in hiddens] if j == 0 else [])
             if i == len(layouts) - 1:
                 ax.set_xlabel("batch")
             if j == 0:
                 ax.set_ylabel(f"{layout}\nhidden")
             if i == 0:
-                ax.set_title(f"{cell} {pass_}, {t} thread{'s' if t > 1 else ''}", fontsize=10)
-    fig.colorbar(image, ax=axes, label="speed-up over torch.nn (x)", shrink=0.8)
+                ax.set_title(f"{cell} {pass_}" + (f", {t} threads" if len(threads) > 1 else ""),
+                             fontsize=10)
+    bar = fig.colorbar(image, ax=axes, label="speed-up over torch.nn (x)", shrink=0.8)
+    ticks = [0.125, 0.25, 0.5, 1, 2, 4, 8]
+    bar.set_ticks(ticks, labels=[f"{v:g}" for v in ticks])
+    bar.minorticks_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
@@ -231,7 +237,11 @@ def main():
                 json.dump(report, f, indent=1)
     if args.plot:
         threads = sorted({r["threads"] for r in report["rows"]} & set(args.threads))
-        plot(report["rows"], args.plot, cells, threads)
+        m = report["machine"]
+        title = (f"fastrnn vs torch.nn, {', '.join(map(str, threads))} thread(s): {m['cpu']}, "
+                 f"{m['cores']} cores, torch {m['torch']}, {m['date']}, commit "
+                 f"{report.get('commit')}; length {report['rows'][0]['length']}")
+        plot(report["rows"], args.plot, cells, threads, title)
         print(f"saved {args.plot}")
 
 

@@ -51,7 +51,7 @@ def below_autograd():
 TORCH_LSTM_INFERENCE_FROM_WEIGHT_BYTES = 1 << 20
 # ... and on padded float32 batches from batch x hidden = 2048 (batch 16 at hidden 128, 64 at
 # hidden 32), where oneDNN's batched GEMMs beat the fused loop by 1.1-1.4x (1 thread; the
-# envelope benchmark, benchmarks/results/envelope-cpu-lstm-1thread.json).
+# envelope benchmark, benchmarks/results/envelope-cpu.json).
 TORCH_LSTM_INFERENCE_FROM_BATCH_UNITS = 2048
 
 
