@@ -239,9 +239,20 @@ def test_output_checked_before_training(folder, capsys, monkeypatch):
 def test_sizes_beyond_any_model(folder, capsys):
     fails(["train", "--data-dir", str(folder), "--batch-size", str(2 ** 70)], capsys,
           "argument --batch-size: expected a whole number up to 2147483647")
-    fails(["train", "--data-dir", str(folder), *TINY, "--hidden-dim", "100000",
-           "--embed-dim", "100000"], capsys,
-          "error: not enough memory for this model and batch", "--hidden-dim")
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):  # ASan aborts on a failed malloc
+        fails(["train", "--data-dir", str(folder), *TINY, "--hidden-dim", "100000",
+               "--embed-dim", "100000"], capsys,
+              "error: not enough memory for this model and batch", "--hidden-dim")
+
+
+def test_out_of_memory_is_one_error_line(folder, capsys, monkeypatch):
+    def too_big(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                           "can't allocate memory: you tried to allocate 160000000000 bytes.")
+
+    monkeypatch.setattr(cli, "train", too_big)
+    fails(["train", "--data-dir", str(folder), *TINY], capsys,
+          "error: not enough memory for this model and batch", "try a smaller --hidden-dim")
 
 
 def test_plot_without_extension_names_the_png_it_writes(folder, tmp_path, capsys):
@@ -499,3 +510,13 @@ def test_real_entry_point_no_traceback(tmp_path):
                              env=env, capture_output=True, text=True, timeout=120)
         assert run.returncode == 2, run.stderr
         assert expected in run.stderr and "Traceback" not in run.stderr
+
+
+def test_progress_bar_ends_on_the_epoch_line_values(folder, capsys):
+    assert cli.main(["train", "--data-dir", str(folder), *[a for a in TINY if a != "--no-progress"],
+                     "--batch-size", "4"]) == 0
+    out, err = capsys.readouterr()
+    line = re.search(r"train loss (\d\.\d{4})  train acc (\d\.\d{4})", out)
+    bars = re.findall(r"acc=(\d\.\d{4}), loss=(\d\.\d{4})", err)
+    assert line and bars, (out, err)
+    assert bars[-1] == (line.group(2), line.group(1))

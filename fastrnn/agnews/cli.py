@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 
 import torch
 
@@ -162,17 +163,22 @@ def output_file(text):
         raise argparse.ArgumentTypeError(f"cannot write {text}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write {text}: {parent} is not writable")
-    if os.path.isdir(os.path.dirname(os.path.abspath(text))):
+    folder = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(folder):
         # Try it (access() says yes to root, and knows nothing of /proc or full disks), so
-        # the run fails now rather than after training; a file made by the try is removed.
-        existed = os.path.exists(text)
+        # the run fails now rather than after training: the file itself when it exists (opened
+        # to append, unchanged), else a file of its own in the folder (the target's name may be
+        # checked by several processes at once, under torchrun).
         try:
-            with open(text, "ab"):
-                pass
+            if os.path.exists(text):
+                with open(text, "ab"):
+                    pass
+            else:
+                fd, probe = tempfile.mkstemp(prefix=".fastrnn-write-check-", dir=folder)
+                os.close(fd)
+                os.remove(probe)
         except OSError as error:
             raise argparse.ArgumentTypeError(f"cannot write {text}: {error.strerror or error}")
-        if not existed:
-            os.remove(text)
     return text
 
 

@@ -218,6 +218,7 @@ def train(config: TrainConfig, corpus: Corpus, progress=True, log=print) -> Dict
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs} [{config.backend}]",
                    disable=not progress or rank != 0, dynamic_ncols=True, leave=True)
         losses = []
+        last_step = len(loader) - 1
         start = time.perf_counter()
         for step, (tokens, lengths, labels) in enumerate(bar):
             tokens, labels = tokens.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -230,10 +231,10 @@ def train(config: TrainConfig, corpus: Corpus, progress=True, log=print) -> Dict
             loss_sum += loss.detach() * len(labels)
             correct += (logits.detach().argmax(1) == labels).sum()
             rows += len(labels)
-            if step % 20 == 0:  # .item() synchronises: not every step
+            # .item() synchronises: every 20 steps, and at the last, whose values (the epoch
+            # line's) the bar keeps once the loop has closed it.
+            if step % 20 == 0 or step == last_step:
                 bar.set_postfix(loss=f"{loss_sum.item() / rows:.4f}", acc=f"{correct.item() / rows:.4f}")
-        if rows:  # the bar's last values are the epoch's (the epoch line's)
-            bar.set_postfix(loss=f"{loss_sum.item() / rows:.4f}", acc=f"{correct.item() / rows:.4f}")
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
