@@ -29,6 +29,11 @@ from . import _compat, _extension  # noqa: F401  (_extension registers torch.ops
 
 __all__ = ["pack_padded_sequence", "pad_packed_sequence"]
 
+# torch's own functions, held from import: the fallbacks below call these even where a user has
+# patched torch.nn.utils.rnn's names with fastrnn's (which would otherwise call themselves).
+_torch_pack_padded_sequence = torch_rnn.pack_padded_sequence
+_torch_pad_packed_sequence = torch_rnn.pad_packed_sequence
+
 
 def pack_padded_sequence(input: Tensor, lengths: Union[Tensor, List[int]], batch_first: bool = False,
                          enforce_sorted: bool = True) -> PackedSequence:
@@ -38,7 +43,7 @@ def pack_padded_sequence(input: Tensor, lengths: Union[Tensor, List[int]], batch
     gather whose backward is one scatter."""
     packed = _fast_pack(input, lengths, batch_first, enforce_sorted)
     if packed is None:
-        return torch_rnn.pack_padded_sequence(input, lengths, batch_first, enforce_sorted)
+        return _torch_pack_padded_sequence(input, lengths, batch_first, enforce_sorted)
     return packed
 
 
@@ -89,7 +94,7 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
     its lengths), in one pass whose backward is one gather."""
     padded = _fast_pad(sequence, batch_first, padding_value, total_length)
     if padded is None:
-        return torch_rnn.pad_packed_sequence(sequence, batch_first, padding_value, total_length)
+        return _torch_pad_packed_sequence(sequence, batch_first, padding_value, total_length)
     return padded
 
 

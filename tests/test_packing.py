@@ -370,3 +370,18 @@ def test_fuzz_pad_parity_with_torch(case):
                          c["seed"])
     total_length = None if c["as_tensor"] else max(lengths) + abs(c["steps"]) % 3
     assert_same_padding(packed, c["batch_first"], float(c["seed"] % 3), total_length)
+
+
+def test_torch_names_patched_with_fastrnn_functions(monkeypatch):
+    """A user who replaces torch's functions with fastrnn's globally: the cases fastrnn hands to
+    torch's own functions (here input torch rejects) reach torch's, not fastrnn's again."""
+    monkeypatch.setattr(torch.nn.utils.rnn, "pack_padded_sequence", fastrnn.pack_padded_sequence)
+    monkeypatch.setattr(torch.nn.utils.rnn, "pad_packed_sequence", fastrnn.pad_packed_sequence)
+    x = torch.randn(4, 2, 3)
+    with pytest.raises(RuntimeError, match="greater than 0"):
+        fastrnn.pack_padded_sequence(x, [4, 0])
+    packed = fastrnn.pack_padded_sequence(x, [4, 2])
+    with pytest.raises(ValueError, match="total_length"):
+        fastrnn.pad_packed_sequence(packed, total_length=2)
+    out, lengths = torch.nn.utils.rnn.pad_packed_sequence(packed)  # now fastrnn's
+    assert torch.equal(lengths, torch.tensor([4, 2])) and out.shape == (4, 2, 3)
