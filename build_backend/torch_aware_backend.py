@@ -59,7 +59,6 @@ def _use_target_torch():
                  "--index-url https://download.pytorch.org/whl/cpu`), then install fastrnn")
     if folder not in sys.path:
         sys.path.append(folder)
-    os.environ["FASTRNN_TORCH_FOLDER"] = folder  # for setup.py's log line
 
 
 def get_requires_for_build_wheel(config_settings=None):

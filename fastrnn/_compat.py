@@ -55,12 +55,18 @@ TORCH_LSTM_INFERENCE_FROM_WEIGHT_BYTES = 1 << 20
 TORCH_LSTM_INFERENCE_FROM_BATCH_UNITS = 2048
 
 
+def _torch_may_run(input) -> bool:
+    """Whether a call may run torch.nn's own computation at all: on the CPU (where it was
+    measured), and never under torch.compile (torch.nn's RNNs would break the graph), autocast
+    (not measured) or torch.jit.trace (whose graph must not depend on the grad mode)."""
+    return not (input.device.type != "cpu" or torch.compiler.is_compiling()
+                or torch._C._is_any_autocast_enabled() or torch.jit.is_tracing())
+
+
 def torch_lstm_is_faster(module, input, batch_sizes, hx) -> bool:
-    """Whether ``module`` (a fastrnn.LSTM) should run torch.nn's LSTM for this call. Never
-    under torch.compile (torch.nn.LSTM would break the graph), autocast (not measured) or
-    torch.jit.trace (whose graph must not depend on the grad mode)."""
-    if (input.device.type != "cpu" or torch.compiler.is_compiling()
-            or torch._C._is_any_autocast_enabled() or torch.jit.is_tracing()):
+    """Whether ``module`` (a fastrnn.LSTM) should run torch.nn's LSTM for this call (see
+    _torch_may_run)."""
+    if not _torch_may_run(input):
         return False
     onednn_padded = (batch_sizes is None and input.dtype == torch.float32
                      and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
@@ -79,10 +85,9 @@ def torch_rnn_is_faster(module, input, batch_sizes, hx) -> bool:
     """Whether ``module`` (a fastrnn.RNN) should run torch.nn's RNN for this call: a padded
     float32 call of one step (the decoder and streaming pattern), where torch.nn's few ops
     cost less than fastrnn's fixed overhead (fused 0.71-0.98x at 1 thread, hidden 32-512,
-    batch 1-256: the envelope benchmark). Never under torch.compile, autocast or jit.trace."""
-    if (input.device.type != "cpu" or batch_sizes is not None or input.dim() != 3
-            or input.dtype != torch.float32 or torch.compiler.is_compiling()
-            or torch._C._is_any_autocast_enabled() or torch.jit.is_tracing()):
+    batch 1-256: the envelope benchmark; see _torch_may_run)."""
+    if (not _torch_may_run(input) or batch_sizes is not None or input.dim() != 3
+            or input.dtype != torch.float32):
         return False
     return input.size(1 if module.batch_first else 0) == 1
 

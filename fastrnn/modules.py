@@ -471,7 +471,6 @@ class LSTM(_FusedRNNBase, nn.LSTM):
 
     _torch_policy = staticmethod(_compat.torch_lstm_is_faster)
 
-
     def _unbatch_hidden(self, hidden):
         return (hidden[0].squeeze(1), hidden[1].squeeze(1))
 
